@@ -1,0 +1,58 @@
+# samepage - the README's two commands:
+#   make run    the main job
+#   make test   the whole suite (plain, then ASan+UBSan, then TSan on the
+#               threaded tests)
+# Both install missing Debian build dependencies first (as root).
+# Plain `make` only builds.
+
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+BUILD_TSAN ?= build-tsan
+MESON      ?= meson
+NINJA      ?= ninja
+# Warnings are errors in every build directory this Makefile makes.
+SETUP       = $(MESON) setup --werror
+
+.PHONY: all deps test test-plain test-asan test-tsan run bench clean
+
+all: $(BUILD)/build.ninja
+	$(NINJA) -C $(BUILD)
+
+$(BUILD)/build.ninja:
+	$(SETUP) $(BUILD)
+
+$(BUILD_ASAN)/build.ninja:
+	$(SETUP) $(BUILD_ASAN) -Db_sanitize=address,undefined -Db_lundef=false
+
+$(BUILD_TSAN)/build.ninja:
+	$(SETUP) $(BUILD_TSAN) -Db_sanitize=thread -Db_lundef=false
+
+deps:
+	@./scripts/deps.sh
+
+test: deps
+	$(MAKE) test-plain test-asan test-tsan
+
+test-plain: $(BUILD)/build.ninja
+	$(NINJA) -C $(BUILD)
+	$(MESON) test -C $(BUILD) --print-errorlogs
+
+test-asan: $(BUILD_ASAN)/build.ninja
+	$(NINJA) -C $(BUILD_ASAN)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	$(MESON) test -C $(BUILD_ASAN) --print-errorlogs --no-suite slow
+
+test-tsan: $(BUILD_TSAN)/build.ninja
+	$(NINJA) -C $(BUILD_TSAN)
+	TSAN_OPTIONS=halt_on_error=1 \
+	$(MESON) test -C $(BUILD_TSAN) --print-errorlogs --suite threads
+
+run: deps all
+	./$(BUILD)/samepage demo
+
+bench: deps all
+	./$(BUILD)/bench/engine_bench
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN)

@@ -1,0 +1,456 @@
+/*
+ * samepage.h - samepage merging in user space: the only public header.
+ *
+ * samepage finds identical 4 KiB pages in memory that programs marked
+ * mergeable and makes them share one physical page, read-only, as Linux
+ * KSM does; the first write to a shared page gets a private copy.
+ *
+ * The header has three layers, each usable without reading the next:
+ *
+ *   1. The engine (sp_engine_*, sp_space_*, sp_register, sp_scan, ...):
+ *      KSM's merge policy.  It decides which pages merge and keeps the
+ *      counters with the kernel's names.  It never touches memory itself.
+ *   2. The backend interface (struct sp_backend_ops): all the engine knows
+ *      of memory.  A backend reads pages, write-protects them, maps stable
+ *      pages over them and releases them.  Only backends make syscalls.
+ *   3. The simulated backend (sp_sim_*): address spaces and frames in
+ *      ordinary memory, for tests, fuzzing, benchmarks and estimates.
+ *
+ * Conventions: every function that can fail returns 0 (or a documented
+ * non-negative value) on success and a negative errno value on failure;
+ * none of them sets errno.  Bad arguments change nothing.  Unless a
+ * contract says otherwise, engine functions take the engine's lock and may
+ * block for as long as one bounded scan batch takes.
+ */
+#ifndef SAMEPAGE_H
+#define SAMEPAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define SP_API __attribute__((visibility("default")))
+#else
+#define SP_API
+#endif
+
+#define SP_VERSION_STRING "0.1.0"
+
+/* The page size samepage merges at.  Addresses and lengths are in bytes. */
+#define SP_PAGE_SHIFT 12
+#define SP_PAGE_SIZE ((size_t)1 << SP_PAGE_SHIFT)
+
+/* ===================================================================== */
+/* 1. The engine                                                          */
+/* ===================================================================== */
+
+struct sp_engine;		/* opaque: one merge domain */
+struct sp_space;		/* opaque: one address space in it */
+struct sp_backend_ops;
+
+/*
+ * Knobs, named and defaulted as in /sys/kernel/mm/ksm.  The engine does
+ * not sleep on its own; pages_to_scan and sleep_millisecs are kept here so
+ * that whoever drives sp_scan() (a scanner thread, a daemon) reads one
+ * source of truth.
+ */
+enum sp_knob {
+	SP_KNOB_PAGES_TO_SCAN,		/* pages per batch (100) */
+	SP_KNOB_SLEEP_MILLISECS,	/* pause between batches (20) */
+	SP_KNOB_MAX_PAGE_SHARING,	/* mappers per stable page, >= 2 (256) */
+	SP_KNOB_USE_ZERO_PAGES,		/* 0/1: zero pages go to the zero page (0) */
+	SP_KNOB_SMART_SCAN,		/* 0/1: skip pages that keep failing (1) */
+	SP_KNOB_COUNT
+};
+
+/*
+ * Global counters, with the kernel's names and meanings.  A consistent
+ * snapshot taken under the engine's lock.
+ */
+struct sp_stats {
+	uint64_t pages_shared;		/* stable pages in use */
+	uint64_t pages_sharing;		/* further mappings of them: pages saved */
+	uint64_t pages_unshared;	/* pages in the unstable tree */
+	uint64_t pages_volatile;	/* rmap_items - shared - sharing - unshared, >= 0 */
+	uint64_t pages_scanned;		/* pages processed (skipped ones excluded) */
+	uint64_t pages_skipped;		/* pages smart scan skipped */
+	uint64_t full_scans;		/* completed passes over all ranges */
+	uint64_t stable_node_chains;	/* contents with more than one stable page */
+	uint64_t stable_node_dups;	/* stable pages hanging off those chains */
+	uint64_t ksm_zero_pages;	/* pages released to the zero page, still zero */
+	int64_t general_profit;		/* bytes saved minus metadata bytes */
+	/* samepage's own, not in the kernel: */
+	uint64_t rmap_items;		/* pages the engine keeps a record for */
+	uint64_t meta_bytes;		/* bytes of per-page metadata (records, trees) */
+	uint64_t fixed_bytes;		/* bytes of fixed buffers (staging) */
+	uint64_t merge_races;		/* merges abandoned: bytes changed before verify */
+	uint64_t replace_calls;		/* backend replace calls (one per run) */
+	uint64_t scan_errors;		/* windows skipped after a backend error */
+};
+
+/* Per address space counters, as in /proc/PID/ksm_stat. */
+struct sp_space_stats {
+	uint64_t rmap_items;		/* pages of this space with a record */
+	uint64_t zero_pages;		/* its pages released to the zero page */
+	uint64_t merging_pages;		/* its pages mapping a stable page */
+	int64_t process_profit;		/* (merging + zero) * page - records' bytes */
+	/* samepage's own: */
+	uint64_t registered_pages;	/* pages in its registered ranges */
+};
+
+/*
+ * sp_engine_new - create an engine over a backend.
+ * @ops, @be: the backend and its private state; must outlive the engine.
+ * @seed: seeds the trees' balancing priorities; 0 means "draw one from
+ *	the kernel" (getrandom); tests pass a fixed seed to be reproducible.
+ * Return: 0 and *out set, or -ENOMEM / -EINVAL (an op missing).
+ * Context: any thread; no lock held.
+ */
+SP_API int sp_engine_new(const struct sp_backend_ops *ops, void *be,
+			 uint64_t seed, struct sp_engine **out);
+
+/*
+ * sp_engine_free - destroy an engine.  Spaces still in it are forgotten
+ * (as by sp_space_remove): merged pages stay merged and their stable pages
+ * are released through the backend only once no record refers to them.
+ * Context: no other thread may use the engine any more.
+ */
+SP_API void sp_engine_free(struct sp_engine *e);
+
+/*
+ * sp_space_add - add an address space (KSM's mm_slot) to the engine.
+ * @be_space: the backend's handle for it, passed back to every op.
+ * Return: 0 and *out set, or -ENOMEM.
+ */
+SP_API int sp_space_add(struct sp_engine *e, void *be_space,
+			struct sp_space **out);
+
+/*
+ * sp_space_remove - forget an address space whose memory is gone (the
+ * process exited).  No backend op is called on it; sharers it held are
+ * dropped and stable pages left without sharers are released.
+ * Call it only after the backend space can no longer map stable pages.
+ */
+SP_API void sp_space_remove(struct sp_engine *e, struct sp_space *s);
+
+/*
+ * sp_register - mark [start, start+len) mergeable (MADV_MERGEABLE).
+ * Validation follows madvise(2): -EINVAL if @start is not page aligned or
+ * the range wraps; len 0 succeeds with no effect; len is rounded up to
+ * whole pages.  Mapped parts the backend reports as mergeable are
+ * registered, merging with overlapping or adjacent registered ranges;
+ * mapped parts that can never merge (shared, special mappings) are
+ * silently left out, as KSM does.  If the range has unmapped holes, the
+ * mapped parts are still registered and -ENOMEM is returned.
+ * Return: 0, -EINVAL, -ENOMEM.
+ */
+SP_API int sp_register(struct sp_engine *e, struct sp_space *s,
+		       uintptr_t start, size_t len);
+
+/*
+ * sp_unregister - MADV_UNMERGEABLE: unmerge every merged page of the range
+ * (each gets a private copy of its content) and stop merging it.  A range
+ * never registered is a successful no-op.  Holes give -ENOMEM after the
+ * mapped parts are processed.  If unmerging fails (-ENOMEM from the
+ * backend), pages already unmerged stay so, the range stays registered and
+ * the error is returned.
+ */
+SP_API int sp_unregister(struct sp_engine *e, struct sp_space *s,
+			 uintptr_t start, size_t len);
+
+/*
+ * sp_forget - the memory of [start, start+len) is gone (munmap) or was
+ * replaced wholesale: drop its records and registration without calling
+ * the backend on the range.  Validation as sp_register; never fails for a
+ * valid range.
+ */
+SP_API int sp_forget(struct sp_engine *e, struct sp_space *s,
+		     uintptr_t start, size_t len);
+
+/*
+ * sp_unmerge - give each merged page of the range a private copy of its
+ * content, keeping the range registered (it may merge again later).
+ * Return: 0, -EINVAL, or the backend's error (pages before it stay
+ * unmerged).
+ */
+SP_API int sp_unmerge(struct sp_engine *e, struct sp_space *s,
+		      uintptr_t start, size_t len);
+
+/*
+ * sp_unmerge_all - KSM's run=2: unmerge every merged page of every space,
+ * drop all records, restart the pass count (full_scans = 0).  Ranges stay
+ * registered.  Return: 0 or the first backend error (scanning may resume;
+ * the caller decides, as the kernel sets run=0 on failure).
+ */
+SP_API int sp_unmerge_all(struct sp_engine *e);
+
+/*
+ * sp_scan - do one bounded batch of KSM's scan: process about @budget
+ * pages (present pages that are not smart-skipped), merging what can be
+ * merged.  A pass visits every registered range of every space; the
+ * unstable tree is emptied when a pass starts.
+ * Return: 1 if the current pass has pages left, 0 if the batch ended a
+ * pass (full_scans was just incremented) or nothing is registered.
+ * Never fails: backend errors skip the window concerned (scan_errors).
+ * Context: takes the engine lock for the whole batch.
+ */
+SP_API int sp_scan(struct sp_engine *e, unsigned budget);
+
+/*
+ * sp_knob_set - set a knob, with the kernel's validation: -EINVAL for an
+ * unknown knob or a value out of range (max_page_sharing < 2, booleans
+ * other than 0 or 1); -EBUSY to change max_page_sharing while stable pages
+ * exist.  On error nothing changes.
+ */
+SP_API int sp_knob_set(struct sp_engine *e, enum sp_knob k, uint64_t v);
+
+/* sp_knob_get - read a knob.  Return: 0 and *v set, or -EINVAL. */
+SP_API int sp_knob_get(struct sp_engine *e, enum sp_knob k, uint64_t *v);
+
+/*
+ * sp_knob_name / sp_knob_lookup - the sysfs name of a knob, and back.
+ * Return: the name, or NULL for an unknown knob / 0 and *k set, or -EINVAL.
+ * Context: pure functions; no lock.
+ */
+SP_API const char *sp_knob_name(enum sp_knob k);
+SP_API int sp_knob_lookup(const char *name, enum sp_knob *k);
+
+/* sp_stats_get - snapshot of the global counters. */
+SP_API void sp_stats_get(struct sp_engine *e, struct sp_stats *st);
+
+/* sp_space_stats_get - snapshot of one space's counters. */
+SP_API void sp_space_stats_get(struct sp_engine *e, struct sp_space *s,
+			       struct sp_space_stats *st);
+
+/*
+ * sp_engine_verify - recount every counter from the records and check the
+ * trees' invariants (content order of the stable tree, sharer counts,
+ * chains).  For tests and debugging: O(pages + stable pages).
+ * Return: 0 if consistent, -EUCLEAN with a description written to @why
+ * (if not NULL, up to @whylen bytes) otherwise.
+ */
+SP_API int sp_engine_verify(struct sp_engine *e, char *why, size_t whylen);
+
+/* ===================================================================== */
+/* 2. The backend interface                                               */
+/* ===================================================================== */
+
+/*
+ * A stable page: a page of the backend's stable store, named by a number.
+ * The engine allocates runs of consecutive numbers, fills each page once,
+ * maps it read-only over the virtual pages that equal it, and releases it
+ * when no sharer is left.  A stable page is never written after it is
+ * filled.
+ */
+typedef uint32_t sp_spage_t;
+#define SP_SPAGE_NONE ((sp_spage_t)UINT32_MAX)
+
+/* What a virtual page holds, as reported by ops->state(). */
+enum sp_pstate {
+	SP_PS_UNMAPPED = 0,	/* no mapping at this address */
+	SP_PS_NONE,		/* mapped, no private frame: reads zeros */
+	SP_PS_ANON,		/* a private frame, resident: scannable */
+	SP_PS_OTHER,		/* private content not scannable now (swapped) */
+	SP_PS_STABLE,		/* maps a stable page (not written since) */
+};
+
+/* What a range of address space is, as reported by ops->probe(). */
+enum sp_extent_kind {
+	SP_EXT_HOLE = 0,	/* unmapped */
+	SP_EXT_MERGEABLE,	/* private anonymous memory: may merge */
+	SP_EXT_OTHER,		/* mapped but never merged (shared, special) */
+};
+
+struct sp_extent {
+	uintptr_t end;		/* end of the extent starting at the probe address */
+	enum sp_extent_kind kind;
+};
+
+/*
+ * The operations table.  Every op returns 0 or a negative errno unless
+ * said otherwise, and is called with the engine's lock held, from one
+ * thread at a time per engine.  @space is the handle given to
+ * sp_space_add(); @addr is page aligned; @n counts pages.
+ *
+ * The no-lost-write contract: between protect() and the matching
+ * unprotect(), no write of any kind (user, kernel, device) may change a
+ * protected page; writers block instead and resume after unprotect(),
+ * landing in whatever the address maps then (a private copy of a stable
+ * page, a fresh zero page).  The engine compares bytes only under
+ * protection and calls replace()/zap() only on pages it verified.
+ *
+ * Between protect() and unprotect() the engine allocates no memory, so a
+ * backend may block writers that hold allocator locks.
+ */
+struct sp_backend_ops {
+	/* Describe the mapping that starts at @addr, looking at most @len
+	 * bytes ahead: ext->end is where its kind changes (<= addr + len). */
+	int (*probe)(void *be, void *space, uintptr_t addr, size_t len,
+		     struct sp_extent *ext);
+	/* Fill out[0..n) with enum sp_pstate for n pages from @addr. */
+	int (*state)(void *be, void *space, uintptr_t addr, size_t n,
+		     uint8_t *out);
+	/* The page's bytes: a pointer valid until the next op call, either
+	 * into the page itself or into @buf (SP_PAGE_SIZE bytes, filled).
+	 * NULL if the page cannot be read (unmapped). Never blocks writers. */
+	const void *(*peek)(void *be, void *space, uintptr_t addr, void *buf);
+	/* Write-protect n pages.  On error none is left protected. */
+	int (*protect)(void *be, void *space, uintptr_t addr, size_t n);
+	/* End protection of n pages and wake writers blocked on them,
+	 * whatever the pages map now.  Must not fail. */
+	void (*unprotect)(void *be, void *space, uintptr_t addr, size_t n);
+	/* Map stable pages first..first+n-1 read-only over n protected,
+	 * verified pages, dropping their old frames.  All or nothing. */
+	int (*replace)(void *be, void *space, uintptr_t addr, size_t n,
+		       sp_spage_t first);
+	/* Release n protected, verified zero-filled pages: afterwards they
+	 * read zeros and own no frame.  All or nothing. */
+	int (*zap)(void *be, void *space, uintptr_t addr, size_t n);
+	/* Give each of n pages a private frame with its current content
+	 * (break sharing; a released zero page gets a private zero frame).
+	 * Pages already private are left alone.  May fail with -ENOMEM. */
+	int (*unmerge)(void *be, void *space, uintptr_t addr, size_t n);
+	/* Reserve n consecutive stable page numbers. */
+	int (*stable_alloc)(void *be, size_t n, sp_spage_t *first);
+	/* Fill stable pages first..first+n-1 from src[i], once each. */
+	int (*stable_write)(void *be, sp_spage_t first, size_t n,
+			    const void *const *src);
+	/* A stable page's bytes (as peek). */
+	const void *(*stable_peek)(void *be, sp_spage_t page, void *buf);
+	/* The engine holds no sharer of these n pages any more: free them
+	 * once no mapping anywhere can reach them.  Must not fail. */
+	void (*stable_release)(void *be, sp_spage_t first, size_t n);
+};
+
+/* ===================================================================== */
+/* 3. The simulated backend                                               */
+/* ===================================================================== */
+
+/*
+ * Simulated physical memory: frames with reference counts, address spaces
+ * with page tables, a stable store, and copy-on-write as the kernel does
+ * it.  Not thread-safe: call it from one thread, or under one lock (the
+ * engine's lock covers the calls the engine makes).
+ *
+ * Concurrency is simulated: an injector callback runs at the start of
+ * every backend op and may write to any page, as another thread would.  A
+ * write to a write-protected page is queued, and lands when unprotect()
+ * wakes it, exactly as a writer blocked by userfaultfd does.
+ *
+ * Frame content can be real bytes or generated on demand from a 64-bit
+ * tag (sp_sim_fill_tag), so that very large simulated memories fit in RAM.
+ */
+struct sp_sim;
+struct sp_sim_space;
+
+/* Frame identifiers, for tests; 0 means "no frame". */
+typedef uint32_t sp_frame_t;
+
+struct sp_sim_counts {
+	uint64_t frames;		/* frames allocated (private + stable) */
+	uint64_t stable_frames;		/* store frames alive (held or still mapped) */
+	uint64_t refs;			/* sum of frame reference counts */
+	uint64_t queued_writes;		/* writes waiting on a protected page */
+	uint64_t released_while_mapped;	/* engine bug: store page freed under a mapping */
+	uint64_t unprotected_changes;	/* engine bug: replace/zap without protect */
+	uint64_t ops;			/* backend op calls */
+	uint64_t injected_writes;	/* writes issued by the injector */
+	uint64_t writes_blocked;	/* writes that had to wait for unprotect */
+};
+
+/* The backend ops over a simulator; pass the sp_sim as @be. */
+SP_API extern const struct sp_backend_ops sp_sim_ops;
+
+/* sp_sim_new - an empty simulator.  Return: 0 and *out, or -ENOMEM. */
+SP_API int sp_sim_new(struct sp_sim **out);
+/* sp_sim_free - free the simulator and all its spaces and frames. */
+SP_API void sp_sim_free(struct sp_sim *sim);
+
+/* sp_sim_space_new - an empty address space.  Return: 0 or -ENOMEM. */
+SP_API int sp_sim_space_new(struct sp_sim *sim, struct sp_sim_space **out);
+/* sp_sim_space_free - unmap everything and free the space. */
+SP_API void sp_sim_space_free(struct sp_sim *sim, struct sp_sim_space *sp);
+
+/* Mapping kinds for sp_sim_map. */
+enum sp_sim_map_kind {
+	SP_SIM_PRIVATE = 0,	/* private anonymous: mergeable */
+	SP_SIM_SHARED,		/* shared: mapped, never merged */
+};
+
+/*
+ * sp_sim_map - map [addr, addr+len) (page aligned, not overlapping an
+ * existing mapping).  Pages start with no frame (they read zeros).
+ * Return: 0, -EINVAL (unaligned, overlap), -ENOMEM.
+ */
+SP_API int sp_sim_map(struct sp_sim *sim, struct sp_sim_space *sp,
+		      uintptr_t addr, size_t len, enum sp_sim_map_kind kind);
+/* sp_sim_unmap - unmap [addr, addr+len), splitting mappings as needed. */
+SP_API int sp_sim_unmap(struct sp_sim *sim, struct sp_sim_space *sp,
+			uintptr_t addr, size_t len);
+
+/*
+ * sp_sim_write - write @len bytes at @addr (may cross pages), as a user
+ * thread would: copy-on-write from a shared or stable frame, a new frame
+ * for a page without one.  If a touched page is write-protected, the
+ * write to that page is queued until unprotect.
+ * Return: 0, -EFAULT (unmapped).
+ */
+SP_API int sp_sim_write(struct sp_sim *sim, struct sp_sim_space *sp,
+			uintptr_t addr, const void *src, size_t len);
+/* sp_sim_read - read @len bytes at @addr.  Return: 0 or -EFAULT. */
+SP_API int sp_sim_read(struct sp_sim *sim, struct sp_sim_space *sp,
+		       uintptr_t addr, void *dst, size_t len);
+/*
+ * sp_sim_fill_tag - give n pages from @addr each a private frame whose
+ * content is generated from tag[i]: pages with equal tags are identical,
+ * pages with different tags differ.  The bytes are produced when read, so
+ * the frame costs no 4 KiB of RAM until written.  Return: 0, -EFAULT.
+ */
+SP_API int sp_sim_fill_tag(struct sp_sim *sim, struct sp_sim_space *sp,
+			   uintptr_t addr, size_t n, const uint64_t *tag);
+/* sp_sim_tag_bytes - the bytes sp_sim_fill_tag generates for @tag. */
+SP_API void sp_sim_tag_bytes(uint64_t tag, void *page);
+
+/* sp_sim_frame_of - the frame mapped at @addr (0 if none or unmapped). */
+SP_API sp_frame_t sp_sim_frame_of(struct sp_sim *sim, struct sp_sim_space *sp,
+				  uintptr_t addr);
+/* sp_sim_frame_ref - a frame's reference count (0 for a free frame). */
+SP_API uint32_t sp_sim_frame_ref(struct sp_sim *sim, sp_frame_t f);
+/* sp_sim_frame_is_stable - whether a frame belongs to the stable store. */
+SP_API int sp_sim_frame_is_stable(struct sp_sim *sim, sp_frame_t f);
+/* sp_sim_counts - frame and op counters. */
+SP_API void sp_sim_counts(struct sp_sim *sim, struct sp_sim_counts *c);
+
+/*
+ * sp_sim_check - recount every frame's references from the page tables
+ * and the store and compare with the reference counts; check that no
+ * frame leaked (allocated with no reference) and that no write is still
+ * queued.  Return: 0, or -EUCLEAN with a description in @why.
+ */
+SP_API int sp_sim_check(struct sp_sim *sim, char *why, size_t whylen);
+
+/*
+ * The injector: called at the start of every backend op with the op's
+ * name.  It may call sp_sim_write() (a concurrent writer) and nothing that
+ * maps or unmaps.  NULL removes it.
+ */
+typedef void (*sp_sim_injector_fn)(struct sp_sim *sim, const char *op,
+				   void *arg);
+SP_API void sp_sim_set_injector(struct sp_sim *sim, sp_sim_injector_fn fn,
+				void *arg);
+
+/*
+ * sp_sim_fault_next - make the next call of op @op (e.g. "replace",
+ * "stable_alloc", "unmerge") fail with @err, to test error paths.
+ * @op NULL clears it.
+ */
+SP_API void sp_sim_fault_next(struct sp_sim *sim, const char *op, int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SAMEPAGE_H */

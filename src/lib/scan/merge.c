@@ -1,0 +1,325 @@
+/*
+ * merge.c - phase 2 of a window: execute phase 1's actions through the
+ * backend, in runs, with no write ever lost.
+ *
+ * Consecutive actions of one kind form a run when one backend call can
+ * do them all: consecutive virtual pages that go to consecutive stable
+ * pages (joins), consecutive pages whose partners are consecutive too
+ * (pairs: their new stable pages are allocated as one run, in the order
+ * of the virtual pages, so that a later copy of the same data joins them
+ * as one run as well), or consecutive zero pages.
+ *
+ * Every run follows the same protocol:
+ *   protect the pages           (writers block from here on)
+ *   compare their bytes again   (phase 1 read them unprotected)
+ *   replace / zap the verified  (maximal verified sub-runs, one call each)
+ *   unprotect                   (blocked writers resume: their write lands
+ *                                in a private copy of what is mapped now)
+ *   commit the bookkeeping
+ * so a write either happened before the comparison (and the comparison
+ * saw it) or lands after the new mapping (and copies it).  Nothing here
+ * allocates memory: a writer blocked while holding an allocator lock
+ * cannot deadlock us.  Stable node frees (sp_stable_unpend, drop) happen
+ * only after the run's unprotect.
+ */
+#include <assert.h>
+#include <string.h>
+
+#include "../engine.h"
+
+static const unsigned char zero_page[SP_PAGE_SIZE];
+
+static uintptr_t act_va(const struct sp_window *w, const struct sp_action *a)
+{
+	return w->addr + ((uintptr_t)a->slot << SP_PAGE_SHIFT);
+}
+
+static struct sp_rec *act_rec(const struct sp_window *w,
+			      const struct sp_action *a)
+{
+	return &w->chunk->rec[chunk_slot(act_va(w, a))];
+}
+
+/* The partner page of a pair: its chunk, slot and address. */
+static struct sp_chunk *q_chunk(struct sp_engine *e, const struct sp_action *a)
+{
+	return sp_chunk_by_id(&e->chunks, a->qid >> SP_CHUNK_SHIFT);
+}
+
+static unsigned q_slot(const struct sp_action *a)
+{
+	return a->qid & (SP_CHUNK_PAGES - 1);
+}
+
+static uintptr_t q_va(struct sp_engine *e, const struct sp_action *a)
+{
+	return page_addr(q_chunk(e, a), q_slot(a));
+}
+
+/* A join's target can take its page: it has a stable page and lives. */
+static int join_target_ok(struct sp_engine *e, const struct sp_action *a)
+{
+	return !(sn(&e->stable, a->snode)->flags & (SNF_NEW | SNF_DEAD));
+}
+
+/* Whether action @b extends the run whose last action is @prev. */
+static int extends(struct sp_engine *e, const struct sp_action *prev,
+		   const struct sp_action *b)
+{
+	if (b->kind != prev->kind || b->slot != prev->slot + 1)
+		return 0;
+	switch (b->kind) {
+	case ACT_JOIN:
+		return join_target_ok(e, b) &&
+		       sn(&e->stable, b->snode)->spage ==
+			       sn(&e->stable, prev->snode)->spage + 1;
+	case ACT_PAIR:
+		return q_chunk(e, b)->be_space == q_chunk(e, prev)->be_space &&
+		       q_va(e, b) == q_va(e, prev) + SP_PAGE_SIZE;
+	default:
+		return 1;
+	}
+}
+
+/*
+ * Call @fn over each maximal sub-run of actions [i, j) whose @field is
+ * set; a failing call clears @field for its sub-run.
+ */
+#define FOR_SUBRUNS(w, i, j, field, call)                                    \
+	do {                                                                 \
+		for (unsigned a_ = (i); a_ < (j);) {                         \
+			unsigned b_ = a_;                                    \
+			if (!(w)->act[a_].field) {                           \
+				a_++;                                        \
+				continue;                                    \
+			}                                                    \
+			while (b_ < (j) && (w)->act[b_].field)               \
+				b_++;                                        \
+			if (call(a_, b_ - a_))                               \
+				for (unsigned k_ = a_; k_ < b_; k_++)        \
+					(w)->act[k_].field = 0;              \
+			a_ = b_;                                             \
+		}                                                            \
+	} while (0)
+
+static void commit_sharer(struct sp_engine *e, struct sp_space *s,
+			  struct sp_rec *r, uint32_t node)
+{
+	rec_set_state(r, REC_STABLE);
+	rec_set_age(r, 0);
+	rec_set_skips(r, 0);
+	r->link = node;
+	s->merging_pages++;
+	sp_stable_add_sharer(&e->stable, node);
+}
+
+/* ---- zero pages ------------------------------------------------------ */
+
+static void run_zero(struct sp_engine *e, struct sp_window *w, unsigned i,
+		     unsigned j)
+{
+	struct sp_space *s = w->s;
+	uintptr_t va0 = act_va(w, &w->act[i]);
+
+	if (e->ops->protect(e->be, s->be, va0, j - i)) {
+		e->c.scan_errors++;
+		return;
+	}
+	for (unsigned k = i; k < j; k++) {
+		const void *p = e->ops->peek(e->be, s->be,
+					     act_va(w, &w->act[k]),
+					     scratch(e, 2));
+
+		w->act[k].ok = p && !memcmp(p, zero_page, SP_PAGE_SIZE);
+		if (!w->act[k].ok)
+			e->c.merge_races++;
+	}
+#define ZAP(a, n) e->ops->zap(e->be, s->be, act_va(w, &w->act[a]), (n))
+	FOR_SUBRUNS(w, i, j, ok, ZAP);
+#undef ZAP
+	e->ops->unprotect(e->be, s->be, va0, j - i);
+	for (unsigned k = i; k < j; k++) {
+		struct sp_rec *r = act_rec(w, &w->act[k]);
+
+		if (!w->act[k].ok)
+			continue;
+		rec_set_state(r, REC_ZERO);
+		rec_set_age(r, 0);
+		rec_set_skips(r, 0);
+		s->zero_pages++;
+		e->c.ksm_zero_pages++;
+	}
+}
+
+/* ---- joins ----------------------------------------------------------- */
+
+static void run_join(struct sp_engine *e, struct sp_window *w, unsigned i,
+		     unsigned j)
+{
+	struct sp_stable *st = &e->stable;
+	struct sp_space *s = w->s;
+	uintptr_t va0 = act_va(w, &w->act[i]);
+
+	if (!join_target_ok(e, &w->act[i])) {	/* its pair failed */
+		assert(j == i + 1);
+		sp_stable_unpend(st, w->act[i].snode);
+		return;
+	}
+	if (e->ops->protect(e->be, s->be, va0, j - i)) {
+		e->c.scan_errors++;
+		goto unpend;
+	}
+	for (unsigned k = i; k < j; k++) {
+		const void *p = e->ops->peek(e->be, s->be,
+					     act_va(w, &w->act[k]),
+					     scratch(e, 2));
+		const void *c = sp_stable_content(st, w->act[k].snode);
+
+		w->act[k].ok = p && c && !memcmp(p, c, SP_PAGE_SIZE);
+		if (!w->act[k].ok)
+			e->c.merge_races++;
+	}
+#define REPLACE(a, n)                                                        \
+	(e->c.replace_calls++,                                               \
+	 e->ops->replace(e->be, s->be, act_va(w, &w->act[a]), (n),           \
+			 sn(st, w->act[a].snode)->spage))
+	FOR_SUBRUNS(w, i, j, ok, REPLACE);
+#undef REPLACE
+	e->ops->unprotect(e->be, s->be, va0, j - i);
+	for (unsigned k = i; k < j; k++)
+		if (w->act[k].ok)
+			commit_sharer(e, s, act_rec(w, &w->act[k]),
+				      w->act[k].snode);
+unpend:
+	for (unsigned k = i; k < j; k++)
+		sp_stable_unpend(st, w->act[k].snode);
+}
+
+/* ---- pairs ----------------------------------------------------------- */
+
+/* Allocate and fill the stable pages of pairs [i, j).  Return: 0 or the
+ * backend's error (then nothing is allocated). */
+static int pair_pages(struct sp_engine *e, struct sp_window *w, unsigned i,
+		      unsigned j)
+{
+	struct sp_stable *st = &e->stable;
+	const void *src[SP_WINDOW];
+	sp_spage_t first;
+	int err;
+
+	err = e->ops->stable_alloc(e->be, j - i, &first);
+	if (err)
+		return err;
+	for (unsigned k = i; k < j; k++)
+		src[k - i] = e->staging[sn(st, w->act[k].snode)->spage];
+	err = e->ops->stable_write(e->be, first, j - i, src);
+	if (err) {
+		e->ops->stable_release(e->be, first, j - i);
+		return err;
+	}
+	for (unsigned k = i; k < j; k++)
+		sp_stable_set_page(st, w->act[k].snode, first + (k - i));
+	return 0;
+}
+
+static void run_pair(struct sp_engine *e, struct sp_window *w, unsigned i,
+		     unsigned j)
+{
+	struct sp_stable *st = &e->stable;
+	struct sp_space *s = w->s;
+	struct sp_chunk *qc = q_chunk(e, &w->act[i]);
+	struct sp_space *qs = qc->owner;
+	uintptr_t va0 = act_va(w, &w->act[i]), qva0 = q_va(e, &w->act[i]);
+	unsigned n = j - i;
+
+	if (pair_pages(e, w, i, j)) {
+		e->c.scan_errors++;
+		goto commit;
+	}
+	if (e->ops->protect(e->be, s->be, va0, n)) {
+		e->c.scan_errors++;
+		goto commit;
+	}
+	if (e->ops->protect(e->be, qs->be, qva0, n)) {
+		e->ops->unprotect(e->be, s->be, va0, n);
+		e->c.scan_errors++;
+		goto commit;
+	}
+	for (unsigned k = i; k < j; k++) {
+		struct sp_action *a = &w->act[k];
+		const void *c = sp_stable_content(st, a->snode);
+		const void *p = e->ops->peek(e->be, s->be, act_va(w, a),
+					     scratch(e, 1));
+		const void *q = e->ops->peek(e->be, qs->be, q_va(e, a),
+					     scratch(e, 2));
+
+		a->qok = a->ok = c && p && q && !memcmp(p, c, SP_PAGE_SIZE) &&
+				 !memcmp(q, c, SP_PAGE_SIZE);
+		if (!a->ok)
+			e->c.merge_races++;
+	}
+	/* The partner first: if its replace fails, ours is not attempted,
+	 * so no stable page is left with a single sharer by our choice. */
+#define REPLACE_Q(a, nn)                                                     \
+	(e->c.replace_calls++,                                               \
+	 e->ops->replace(e->be, qs->be, q_va(e, &w->act[a]), (nn),           \
+			 sn(st, w->act[a].snode)->spage))
+	FOR_SUBRUNS(w, i, j, qok, REPLACE_Q);
+#undef REPLACE_Q
+	for (unsigned k = i; k < j; k++)
+		w->act[k].ok = w->act[k].qok;
+#define REPLACE_P(a, nn)                                                     \
+	(e->c.replace_calls++,                                               \
+	 e->ops->replace(e->be, s->be, act_va(w, &w->act[a]), (nn),          \
+			 sn(st, w->act[a].snode)->spage))
+	FOR_SUBRUNS(w, i, j, ok, REPLACE_P);
+#undef REPLACE_P
+	e->ops->unprotect(e->be, qs->be, qva0, n);
+	e->ops->unprotect(e->be, s->be, va0, n);
+commit:
+	for (unsigned k = i; k < j; k++) {
+		struct sp_action *a = &w->act[k];
+		struct sp_rec *qr = &q_chunk(e, a)->rec[q_slot(a)];
+
+		if (a->qok) {
+			/* The partner leaves the unstable tree for the
+			 * stable one; its node keeps routing by the stable
+			 * page (SP_UREF_STABLE, set in phase 1). */
+			e->c.pages_unshared--;
+			commit_sharer(e, qs, qr, a->snode);
+		} else {
+			/* Still an unstable page: its node names it again. */
+			e->unstable.node[a->unode].ref = a->qid;
+			sn(st, a->snode)->flags |= SNF_DEAD;
+		}
+		if (a->ok)
+			commit_sharer(e, s, act_rec(w, a), a->snode);
+		sp_stable_unpend(st, a->snode);
+		sp_stable_unpend(st, a->snode);
+	}
+}
+
+void merge_window(struct sp_engine *e, struct sp_window *w)
+{
+	unsigned i = 0;
+
+	while (i < w->nact) {
+		unsigned j = i + 1;
+
+		if (w->act[i].kind != ACT_JOIN || join_target_ok(e, &w->act[i]))
+			while (j < w->nact && extends(e, &w->act[j - 1], &w->act[j]))
+				j++;
+		switch (w->act[i].kind) {
+		case ACT_ZERO:
+			run_zero(e, w, i, j);
+			break;
+		case ACT_JOIN:
+			run_join(e, w, i, j);
+			break;
+		case ACT_PAIR:
+			run_pair(e, w, i, j);
+			break;
+		}
+		i = j;
+	}
+}

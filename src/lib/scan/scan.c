@@ -1,0 +1,479 @@
+/*
+ * scan.c - the scan pass and phase 1 of a window.
+ *
+ * A pass walks every registered range of every space in ring order; when
+ * it starts, the unstable tree is emptied; when the cursor comes back to
+ * the ring's head, full_scans is incremented.  Work is cut into windows
+ * of at most SP_WINDOW pages inside one range and one record chunk.
+ *
+ * Phase 1 decides, page by page, what KSM's cmp_and_merge_page() would:
+ *
+ *   1. a page still mapping its stable page is left alone;
+ *   2. a page that was merged and has been written since (the backend
+ *      shows a private frame again) leaves its stable node;
+ *   3. smart scan may skip a page that keeps failing to merge;
+ *   4. the checksum must equal last pass's, else the page is volatile
+ *      and nothing more is done this pass;
+ *   5. with use_zero_pages, a zero-filled page is released;
+ *   6. a page equal to a stable page with room joins it;
+ *   7. otherwise the unstable tree is searched: an equal page there
+ *      pairs with it into a new stable page; failing that the page is
+ *      inserted.
+ *
+ * Phase 1 reads pages but never changes memory: decisions become actions
+ * that phase 2 (merge.c) executes in runs, under write protection, after
+ * comparing the bytes again.  To let later pages of the same window find
+ * a stable page that phase 2 has yet to create, a pair's new stable node
+ * enters the stable tree at once, NEW, with a snapshot of the page as its
+ * content (a staging buffer); phase 2 writes that snapshot to the store,
+ * so the node's content never changes.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../engine.h"
+#include "../util/hash.h"
+
+static const unsigned char zero_page[SP_PAGE_SIZE];
+
+static int is_zero(const void *p)
+{
+	return memcmp(p, zero_page, SP_PAGE_SIZE) == 0;
+}
+
+/* ---- records --------------------------------------------------------- */
+
+void rec_leave_stable(struct sp_engine *e, struct sp_space *s,
+		      struct sp_rec *r)
+{
+	uint32_t node = r->link;
+
+	rec_set_state(r, REC_SEEN);
+	rec_set_age(r, 0);
+	rec_set_skips(r, 0);
+	r->link = 0;
+	s->merging_pages--;
+	sp_stable_drop_sharer(&e->stable, node);
+}
+
+static void rec_leave_zero(struct sp_engine *e, struct sp_space *s,
+			   struct sp_rec *r)
+{
+	rec_set_state(r, REC_SEEN);
+	s->zero_pages--;
+	e->c.ksm_zero_pages--;
+}
+
+void rec_drop(struct sp_engine *e, struct sp_space *s, struct sp_chunk *c,
+	      unsigned slot)
+{
+	struct sp_rec *r = &c->rec[slot];
+
+	switch (rec_state(r)) {
+	case REC_NONE:
+		return;
+	case REC_UNSTABLE:
+		e->c.pages_unshared--;
+		break;
+	case REC_STABLE:
+		rec_leave_stable(e, s, r);
+		break;
+	case REC_ZERO:
+		rec_leave_zero(e, s, r);
+		break;
+	}
+	r->w = r->link = 0;
+	c->nlive--;
+	s->rmap_items--;
+	e->c.rmap_items--;
+}
+
+void drop_records(struct sp_engine *e, struct sp_space *s, uintptr_t start,
+		  uintptr_t end)
+{
+	uintptr_t wfirst = chunk_window(start), wlast = chunk_window(end - 1);
+	struct sp_rb_node *n = s->chunks.node, *lb = NULL;
+
+	if (end <= start)
+		return;
+	/* Lower bound: the first chunk whose window is >= wfirst. */
+	while (n) {
+		struct sp_chunk *c = sp_rb_container(n, struct sp_chunk, node);
+
+		if (c->window >= wfirst) {
+			lb = n;
+			n = n->left;
+		} else {
+			n = n->right;
+		}
+	}
+	for (n = lb; n;) {
+		struct sp_chunk *c = sp_rb_container(n, struct sp_chunk, node);
+		uintptr_t base = chunk_base(c);
+		unsigned from = 0, to = SP_CHUNK_PAGES;
+
+		if (c->window > wlast)
+			break;
+		n = sp_rb_next(n);
+		if (start > base)
+			from = chunk_slot(start);
+		if (end < base + ((uintptr_t)SP_CHUNK_PAGES << 12))
+			to = chunk_slot(end);
+		for (unsigned i = from; i < to && c->nlive; i++)
+			rec_drop(e, s, c, i);
+		sp_chunk_put(&e->chunks, &s->chunks, c);
+	}
+}
+
+/* ---- smart scan ------------------------------------------------------ */
+
+/* How many passes to skip a page of this age (KSM's steps). */
+static unsigned skip_age(unsigned age)
+{
+	if (age <= 3)
+		return 1;
+	if (age <= 5)
+		return 2;
+	if (age <= 8)
+		return 4;
+	return 8;
+}
+
+/* Whether smart scan skips this page this pass.  The age counts the
+ * passes that visited the page since it last merged (or appeared). */
+static int should_skip(struct sp_engine *e, struct sp_rec *r)
+{
+	unsigned age = rec_age(r);
+
+	if (!e->knob[SP_KNOB_SMART_SCAN])
+		return 0;
+	if (age < REC_AGE_MAX)
+		rec_set_age(r, age + 1);
+	if (age < 3)
+		return 0;
+	if (!rec_skips(r)) {
+		rec_set_skips(r, skip_age(age));
+		return 0;
+	}
+	rec_set_skips(r, rec_skips(r) - 1);
+	return 1;
+}
+
+/* ---- the unstable tree ----------------------------------------------- */
+
+/* Live content of unstable node @i naming page @ref, or NULL if the node
+ * is dead (see unstable.h) or names the page being scanned. */
+static const void *unode_page(struct sp_engine *e, uint32_t i, uint32_t ref,
+			      uint32_t self, void *buf)
+{
+	struct sp_chunk *c = sp_chunk_by_id(&e->chunks, ref >> SP_CHUNK_SHIFT);
+	unsigned slot = ref & (SP_CHUNK_PAGES - 1);
+	struct sp_rec *r;
+
+	if (!c || ref == self)
+		return NULL;
+	r = &c->rec[slot];
+	if (rec_state(r) != REC_UNSTABLE || r->link != i)
+		return NULL;
+	return e->ops->peek(e->be, c->be_space, page_addr(c, slot), buf);
+}
+
+/* Content a stable ref routes by, or NULL if the stable node is gone. */
+static const void *unode_stable(struct sp_engine *e, uint32_t ref)
+{
+	uint32_t s = ref & ~SP_UREF_STABLE;
+
+	if (s >= e->stable.cap || sn(&e->stable, s)->kind == SN_FREE)
+		return NULL;
+	return sp_stable_content(&e->stable, s);
+}
+
+/*
+ * Search the unstable tree for a page equal to @key (page id @self);
+ * insert @self if none.  Return: the equal node (a page node, live), or
+ * SP_INIL; *inserted gets the new node or SP_INIL.  Dead nodes route
+ * left; an equal stable ref (its stable page was full) routes right.
+ */
+static uint32_t unstable_search_insert(struct sp_engine *e, const void *key,
+				       uint32_t self, uint32_t *inserted)
+{
+	struct sp_unstable *u = &e->unstable;
+	struct sp_ipath path;
+	uint32_t i = u->tree.root, n;
+
+	*inserted = SP_INIL;
+	sp_ipath_init(&path);
+	while (i != SP_INIL) {
+		uint32_t ref = u->node[i].ref;
+		const void *c;
+		int r;
+
+		if (ref & SP_UREF_STABLE) {
+			c = unode_stable(e, ref);
+			r = c ? memcmp(key, c, SP_PAGE_SIZE) : -1;
+			if (r == 0)
+				r = 1;
+		} else {
+			c = unode_page(e, i, ref, self, scratch(e, 1));
+			r = c ? memcmp(key, c, SP_PAGE_SIZE) : -1;
+			if (r == 0)
+				return i;
+		}
+		if (sp_ipath_push(&path, i, r > 0) < 0)
+			return SP_INIL;
+		i = r < 0 ? u->node[i].left : u->node[i].right;
+	}
+	n = sp_unstable_alloc(u, self);
+	if (n == SP_INIL)
+		return SP_INIL;
+	sp_itreap_insert(&u->tree, u->node, sizeof(struct sp_unode), &path, n);
+	*inserted = n;
+	return SP_INIL;
+}
+
+/* ---- phase 1 --------------------------------------------------------- */
+
+static struct sp_action *act_add(struct sp_window *w, unsigned i, int kind)
+{
+	struct sp_action *a = &w->act[w->nact++];
+
+	memset(a, 0, sizeof(*a));
+	a->slot = (uint16_t)i;
+	a->kind = (uint8_t)kind;
+	return a;
+}
+
+/* A staging slot holding a copy of @p, or -1 if no buffer can be had. */
+static int stage(struct sp_engine *e, struct sp_window *w, const void *p)
+{
+	unsigned k = w->nstage;
+
+	if (!e->staging[k]) {
+		e->staging[k] = malloc(SP_PAGE_SIZE);
+		if (!e->staging[k])
+			return -1;
+		e->fixed_bytes += SP_PAGE_SIZE;
+	}
+	memcpy(e->staging[k], p, SP_PAGE_SIZE);
+	w->nstage++;
+	return (int)k;
+}
+
+/* Steps 5-7 for a page whose checksum held; @p is its content. */
+static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
+		   struct sp_rec *r, uint32_t self, const void *p)
+{
+	struct sp_stable *st = &e->stable;
+	struct sp_ipath spath;
+	uint32_t d, match, q, ins, node;
+	struct sp_action *a;
+	int slot;
+
+	if (e->knob[SP_KNOB_USE_ZERO_PAGES] && rec_csum(r) == e->zero_csum &&
+	    is_zero(p)) {
+		act_add(w, i, ACT_ZERO);
+		return;
+	}
+	d = sp_stable_search(st, p, e->knob[SP_KNOB_MAX_PAGE_SHARING], &spath,
+			     &match);
+	if (d != SP_INIL) {
+		sn(st, d)->pending++;
+		act_add(w, i, ACT_JOIN)->snode = d;
+		return;
+	}
+	if (match == SP_INIL && spath.depth > SP_IPATH_MAX)
+		return;		/* abandoned walk: try again next pass */
+
+	q = unstable_search_insert(e, p, self, &ins);
+	if (ins != SP_INIL) {
+		rec_set_state(r, REC_UNSTABLE);
+		r->link = ins;
+		e->c.pages_unshared++;
+		return;
+	}
+	if (q == SP_INIL)
+		return;
+	/*
+	 * @q's page equals ours: start a stable page from a snapshot of
+	 * ours.  The walks above used the live page as their key, and a
+	 * writer may have changed it meanwhile; the stable tree must only
+	 * ever hold a node where its (immutable) content belongs, so walk it
+	 * again with the snapshot.
+	 */
+	slot = stage(e, w, p);
+	if (slot < 0)
+		return;
+	d = sp_stable_search(st, e->staging[slot],
+			     e->knob[SP_KNOB_MAX_PAGE_SHARING], &spath, &match);
+	if (d != SP_INIL) {
+		/* It changed into a stable page's content: join that. */
+		w->nstage--;
+		sn(st, d)->pending++;
+		act_add(w, i, ACT_JOIN)->snode = d;
+		return;
+	}
+	if ((match == SP_INIL && spath.depth > SP_IPATH_MAX) ||
+	    sp_stable_new(st, (uint32_t)slot, &spath, match, &node)) {
+		w->nstage--;
+		return;
+	}
+	sn(st, node)->pending = 2;
+	a = act_add(w, i, ACT_PAIR);
+	a->snode = node;
+	a->unode = q;
+	a->qid = e->unstable.node[q].ref;
+	e->unstable.node[q].ref = SP_UREF_STABLE | node;
+}
+
+/* Phase 1 for page @i of the window.  Return: 1 if it counts as scanned. */
+static unsigned scan_page(struct sp_engine *e, struct sp_window *w,
+			  unsigned i)
+{
+	uintptr_t va = w->addr + ((uintptr_t)i << SP_PAGE_SHIFT);
+	unsigned slot = chunk_slot(va), rs;
+	struct sp_space *s = w->s;
+	struct sp_rec *r = w->chunk ? &w->chunk->rec[slot] : NULL;
+	const void *p;
+	uint32_t csum;
+	int first = 0;
+
+	rs = r ? rec_state(r) : REC_NONE;
+	switch (w->st[i]) {
+	case SP_PS_STABLE:
+		if (rs != REC_STABLE)
+			return 0;	/* not a mapping we made: leave it */
+		e->c.pages_scanned++;
+		return 1;
+	case SP_PS_ANON:
+		break;
+	case SP_PS_NONE:
+		if (rs == REC_ZERO)
+			return 0;	/* still released */
+		/* fall through */
+	default:
+		/* Gone, discarded or swapped: KSM frees the rmap_item. */
+		if (rs != REC_NONE)
+			rec_drop(e, s, w->chunk, slot);
+		return 0;
+	}
+
+	if (!w->chunk) {
+		if (sp_chunk_get(&e->chunks, &s->chunks, s, s->be, va,
+				 &w->chunk))
+			return 0;
+		r = &w->chunk->rec[slot];
+	}
+	switch (rs) {
+	case REC_NONE:
+		first = 1;
+		r->w = REC_SEEN;
+		r->link = 0;
+		w->chunk->nlive++;
+		s->rmap_items++;
+		e->c.rmap_items++;
+		break;
+	case REC_STABLE:	/* written since it merged: COW broke it */
+		rec_leave_stable(e, s, r);
+		break;
+	case REC_ZERO:		/* written since it was released */
+		rec_leave_zero(e, s, r);
+		break;
+	case REC_UNSTABLE:	/* last pass's tree is gone */
+		rec_set_state(r, REC_SEEN);
+		e->c.pages_unshared--;
+		break;
+	}
+
+	if (should_skip(e, r)) {
+		e->c.pages_skipped++;
+		return 0;
+	}
+	e->c.pages_scanned++;
+	p = e->ops->peek(e->be, s->be, va, scratch(e, 0));
+	if (!p)
+		return 1;
+	csum = (uint32_t)sp_hash_page(p) & REC_CSUM_MASK;
+	if (first || csum != rec_csum(r)) {
+		rec_set_csum(r, csum);	/* volatile this pass */
+		return 1;
+	}
+	decide(e, w, i, r, page_id(w->chunk, slot), p);
+	return 1;
+}
+
+/* Scan [addr, end) of @s: one window.  Return: pages counted as scanned. */
+static unsigned scan_window(struct sp_engine *e, struct sp_space *s,
+			    uintptr_t addr, uintptr_t end)
+{
+	struct sp_window *w = &e->win;
+	unsigned scanned = 0;
+
+	w->s = s;
+	w->addr = addr;
+	w->n = (unsigned)((end - addr) >> SP_PAGE_SHIFT);
+	w->nact = 0;
+	w->nstage = 0;
+	if (e->ops->state(e->be, s->be, addr, w->n, w->st)) {
+		e->c.scan_errors++;
+		return 0;
+	}
+	w->chunk = sp_chunk_find(&s->chunks, addr);
+	for (unsigned i = 0; i < w->n; i++)
+		scanned += scan_page(e, w, i);
+	if (w->nact)
+		merge_window(e, w);
+	if (w->chunk)
+		sp_chunk_put(&e->chunks, &s->chunks, w->chunk);
+	w->chunk = NULL;
+	return scanned;
+}
+
+void scan_reset(struct sp_engine *e)
+{
+	e->cursor.s = &e->spaces;
+	e->cursor.addr = 0;
+	sp_unstable_reset(&e->unstable);
+}
+
+int scan_batch(struct sp_engine *e, unsigned budget)
+{
+	uint64_t left = budget;
+
+	if (!e->registered_pages) {
+		scan_reset(e);
+		return 0;
+	}
+	while (left) {
+		struct sp_space *s = e->cursor.s;
+		struct sp_region *rg;
+		uintptr_t a, end, wend;
+		unsigned done;
+
+		if (s == &e->spaces) {		/* a new pass */
+			sp_unstable_reset(&e->unstable);
+			e->cursor.s = s = e->spaces.next;
+			e->cursor.addr = 0;
+		}
+		rg = region_next(s, e->cursor.addr);
+		if (!rg) {
+			e->cursor.s = s->next;
+			e->cursor.addr = 0;
+			if (e->cursor.s == &e->spaces) {
+				e->c.full_scans++;
+				return 0;
+			}
+			continue;
+		}
+		a = e->cursor.addr > rg->start ? e->cursor.addr : rg->start;
+		wend = (a + ((uintptr_t)SP_WINDOW << SP_PAGE_SHIFT)) &
+		       ~(((uintptr_t)SP_WINDOW << SP_PAGE_SHIFT) - 1);
+		end = rg->end < wend ? rg->end : wend;
+		if ((end - a) >> SP_PAGE_SHIFT > left)
+			end = a + ((uintptr_t)left << SP_PAGE_SHIFT);
+		done = scan_window(e, s, a, end);
+		e->cursor.addr = end;
+		left -= done ? (done < left ? done : left) : 1;
+	}
+	return 1;
+}

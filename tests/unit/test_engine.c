@@ -1,0 +1,759 @@
+/*
+ * test_engine.c - one test (at least) per rule of the merge engine, on
+ * the simulated backend.  Effects are checked on the simulated frames
+ * (which page maps which frame, how many frames exist) as well as on the
+ * counters, and every test ends with both recounts agreeing
+ * (sp_engine_verify, sp_sim_check) and no frame left behind.
+ */
+#include <errno.h>
+
+#include "harness.h"
+
+/* Distinct frames mapped by pages [0, n) of space @i. */
+static unsigned distinct_frames(struct h *h, unsigned i, unsigned n)
+{
+	sp_frame_t seen[1024];
+	unsigned k = 0;
+
+	for (unsigned p = 0; p < n; p++) {
+		sp_frame_t f = h_frame(h, i, p);
+		unsigned j;
+
+		for (j = 0; j < k && seen[j] != f; j++)
+			;
+		if (j == k)
+			seen[k++] = f;
+	}
+	return k;
+}
+
+static uint64_t *same_vals(unsigned n, uint64_t v)
+{
+	uint64_t *vals = calloc(n, sizeof(*vals));
+
+	for (unsigned k = 0; k < n; k++)
+		vals[k] = v;
+	return vals;
+}
+
+/* ---- merging needs a checksum stable across two passes ----------------- */
+
+static void test_merge_after_two_passes(void **state)
+{
+	struct h h;
+	uint64_t vals[4] = { 5, 5, 5, 6 };
+	struct sp_stats st;
+	sp_frame_t f;
+
+	(void)state;
+	h_init(&h, 1);
+	h_map(&h, 0, 4, vals);
+	h_passes(&h, 1);
+	st = h_stats(&h);
+	assert_int_equal(st.full_scans, 1);
+	assert_int_equal(st.pages_shared, 0);	/* first pass: checksums only */
+	assert_int_equal(st.pages_volatile, 4);
+	assert_int_equal(distinct_frames(&h, 0, 4), 4);
+	h_passes(&h, 1);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_shared, 1);
+	assert_int_equal(st.pages_sharing, 2);
+	assert_int_equal(st.pages_unshared, 1);	/* page 3 waits in the tree */
+	assert_int_equal(st.pages_volatile, 0);
+	f = h_frame(&h, 0, 0);
+	assert_true(sp_sim_frame_is_stable(h.sim, f));
+	assert_int_equal(h_frame(&h, 0, 1), f);
+	assert_int_equal(h_frame(&h, 0, 2), f);
+	assert_int_not_equal(h_frame(&h, 0, 3), f);
+	assert_int_equal(sp_sim_frame_ref(h.sim, f), 4);	/* 3 ptes + store */
+	for (unsigned p = 0; p < 3; p++)
+		assert_true(h_is(&h, 0, p, 5));
+	h_check(&h);
+	h_fini(&h);
+}
+
+static void test_volatile_never_merges(void **state)
+{
+	struct h h;
+	struct sp_stats st;
+
+	(void)state;
+	h_init(&h, 1);
+	h_map(&h, 0, 2, NULL);
+	for (unsigned pass = 0; pass < 12; pass++) {
+		/* Both pages identical at every scan, but never the same
+		 * content two passes running: the checksum gate holds them. */
+		h_write(&h, 0, 0, 100 + pass);
+		h_write(&h, 0, 1, 100 + pass);
+		h_passes(&h, 1);
+	}
+	st = h_stats(&h);
+	assert_int_equal(st.pages_shared + st.pages_sharing, 0);
+	assert_int_equal(st.pages_volatile, 2);
+	assert_int_not_equal(h_frame(&h, 0, 0), h_frame(&h, 0, 1));
+	h_check(&h);
+	h_fini(&h);
+}
+
+/* ---- copy on write ------------------------------------------------------ */
+
+static void test_write_after_merge(void **state)
+{
+	struct h h;
+	uint64_t vals[3] = { 9, 9, 9 };
+	struct sp_stats st;
+	sp_frame_t f;
+
+	(void)state;
+	h_init(&h, 1);
+	h_map(&h, 0, 3, vals);
+	h_passes(&h, 2);
+	f = h_frame(&h, 0, 0);
+	assert_int_equal(distinct_frames(&h, 0, 3), 1);
+
+	h_write(&h, 0, 1, 10);
+	/* Private copy for the writer; the others untouched. */
+	assert_int_not_equal(h_frame(&h, 0, 1), f);
+	assert_int_equal(h_frame(&h, 0, 0), f);
+	assert_int_equal(h_frame(&h, 0, 2), f);
+	assert_true(h_is(&h, 0, 1, 10));
+	assert_true(h_is(&h, 0, 0, 9));
+	assert_true(h_is(&h, 0, 2, 9));
+
+	/* One pass notices the COW and drops that sharer. */
+	h_passes(&h, 1);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_shared, 1);
+	assert_int_equal(st.pages_sharing, 1);
+	h_check(&h);
+
+	/* Write to both remaining: the stable page loses its last sharer
+	 * and goes back to the backend. */
+	h_write(&h, 0, 0, 11);
+	h_write(&h, 0, 2, 12);
+	h_passes(&h, 1);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_shared + st.pages_sharing, 0);
+	assert_int_equal(sp_sim_frame_ref(h.sim, f), 0);
+	h_check(&h);
+	h_fini(&h);
+}
+
+/* KSM's selftest: change one byte in each of two merged pages. */
+static void test_unmerge_by_writes(void **state)
+{
+	struct h h;
+	uint64_t vals[2] = { 3, 3 };
+	struct sp_stats st;
+
+	(void)state;
+	h_init(&h, 1);
+	h_map(&h, 0, 2, vals);
+	h_passes(&h, 2);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_shared, 1);
+	assert_int_equal(st.pages_sharing, 1);
+	assert_int_equal(sp_sim_write(h.sim, h.sp[0], BASE + 100, "-", 1), 0);
+	assert_int_equal(sp_sim_write(h.sim, h.sp[0], BASE + PS + 100, "+", 1), 0);
+	h_passes(&h, 1);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_shared, 0);
+	assert_int_equal(st.pages_sharing, 0);
+	h_check(&h);
+	h_fini(&h);
+}
+
+/* ---- max_page_sharing, chains and dups ---------------------------------- */
+
+/* KSM's selftest expectation for n duplicates under limit m. */
+static void expect_ksm_count(struct h *h, unsigned n, unsigned m)
+{
+	struct sp_stats st = h_stats(h);
+
+	if (n % m == 0 || n % m == 1) {
+		assert_int_equal(st.pages_shared, n / m);
+		assert_int_equal(st.pages_sharing, st.pages_shared * (m - 1));
+	} else {
+		assert_int_equal(st.pages_shared, n / m + 1);
+		assert_int_equal(st.pages_sharing, n - st.pages_shared);
+	}
+}
+
+static void test_257th_sharer_starts_a_dup(void **state)
+{
+	struct h h;
+	uint64_t *vals = same_vals(258, 42);
+	struct sp_stats st;
+	sp_frame_t f0, f257;
+
+	(void)state;
+	h_init(&h, 1);
+	h_map(&h, 0, 257, vals);
+	h_passes(&h, 2);
+	expect_ksm_count(&h, 257, 256);	/* 1 shared, 255 sharing, 1 left */
+	st = h_stats(&h);
+	assert_int_equal(st.stable_node_chains, 0);
+	assert_int_equal(st.pages_unshared, 1);
+	h_check(&h);
+	h_fini(&h);
+
+	/* With a 258th, the two left over pair into a second stable page
+	 * with the same content: a chain of two dups. */
+	h_init(&h, 1);
+	h_map(&h, 0, 258, vals);
+	h_passes(&h, 2);
+	expect_ksm_count(&h, 258, 256);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_shared, 2);
+	assert_int_equal(st.pages_sharing, 256);
+	assert_int_equal(st.stable_node_chains, 1);
+	assert_int_equal(st.stable_node_dups, 2);
+	f0 = h_frame(&h, 0, 0);
+	f257 = h_frame(&h, 0, 257);
+	assert_true(sp_sim_frame_is_stable(h.sim, f0));
+	assert_true(sp_sim_frame_is_stable(h.sim, f257));
+	assert_int_not_equal(f0, f257);
+	assert_int_equal(sp_sim_frame_ref(h.sim, f0), 257);	/* 256 + store */
+	h_check(&h);
+
+	/* Writing both pages of the small dup empties it: the dup is
+	 * pruned and the chain collapses back into a plain node. */
+	h_write(&h, 0, 256, 1);
+	h_write(&h, 0, 257, 2);
+	h_passes(&h, 1);
+	st = h_stats(&h);
+	assert_int_equal(st.stable_node_chains, 0);
+	assert_int_equal(st.stable_node_dups, 0);
+	assert_int_equal(st.pages_shared, 1);
+	assert_int_equal(st.pages_sharing, 255);
+	assert_int_equal(sp_sim_frame_ref(h.sim, f257), 0);
+	h_check(&h);
+	h_fini(&h);
+	free(vals);
+}
+
+static void test_small_limit(void **state)
+{
+	static const unsigned counts[] = { 2, 10, 11, 12, 25, 31 };
+
+	(void)state;
+	for (unsigned c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+		struct h h;
+		uint64_t *vals = same_vals(counts[c], 8);
+
+		h_init(&h, 1);
+		assert_int_equal(sp_knob_set(h.e, SP_KNOB_MAX_PAGE_SHARING, 10), 0);
+		h_map(&h, 0, counts[c], vals);
+		/* Leftovers pair up a pass later when a dup fills mid-pass. */
+		h_passes(&h, 4);
+		expect_ksm_count(&h, counts[c], 10);
+		h_check(&h);
+		h_fini(&h);
+		free(vals);
+	}
+}
+
+/* ---- zero pages --------------------------------------------------------- */
+
+static void write_zero(struct h *h, unsigned i, unsigned p)
+{
+	static const unsigned char z[PS];
+
+	assert_int_equal(sp_sim_write(h->sim, h->sp[i], BASE + p * PS, z, PS), 0);
+}
+
+static void test_zero_pages(void **state)
+{
+	struct h h;
+	struct sp_stats st;
+	struct sp_space_stats ss;
+	enum { N = 16 };
+
+	(void)state;
+	h_init(&h, 1);
+	assert_int_equal(sp_knob_set(h.e, SP_KNOB_USE_ZERO_PAGES, 1), 0);
+	h_map(&h, 0, N, NULL);
+	for (unsigned p = 0; p < N; p++)
+		write_zero(&h, 0, p);		/* zero-filled, but real frames */
+	h_passes(&h, 2);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_shared, 0);
+	assert_int_equal(st.pages_sharing, 0);
+	assert_int_equal(st.ksm_zero_pages, N);
+	sp_space_stats_get(h.e, h.s[0], &ss);
+	assert_int_equal(ss.zero_pages, N);
+	for (unsigned p = 0; p < N; p++)
+		assert_int_equal(h_frame(&h, 0, p), 0);	/* frames released */
+	h_check(&h);
+
+	/* MADV_UNMERGEABLE on half: private zero frames, the count halves
+	 * (sp_unmerge alone would keep them registered, and the next pass
+	 * would release them again). */
+	assert_int_equal(sp_unregister(h.e, h.s[0], BASE, N / 2 * PS), 0);
+	st = h_stats(&h);
+	assert_int_equal(st.ksm_zero_pages, N / 2);
+	assert_int_not_equal(h_frame(&h, 0, 0), 0);
+	h_check(&h);
+
+	/* Write to the rest: after a pass, none is counted any more. */
+	for (unsigned p = N / 2; p < N; p++)
+		h_write(&h, 0, p, 1000 + p);
+	h_passes(&h, 1);
+	st = h_stats(&h);
+	assert_int_equal(st.ksm_zero_pages, 0);
+	for (unsigned p = N / 2; p < N; p++)
+		assert_true(h_is(&h, 0, p, 1000 + p));
+	h_check(&h);
+	h_fini(&h);
+}
+
+static void test_zero_pages_off(void **state)
+{
+	struct h h;
+	struct sp_stats st;
+
+	(void)state;
+	h_init(&h, 1);
+	h_map(&h, 0, 8, NULL);
+	for (unsigned p = 0; p < 8; p++)
+		write_zero(&h, 0, p);
+	h_passes(&h, 2);
+	st = h_stats(&h);
+	/* Without use_zero_pages, zero pages merge like any other. */
+	assert_int_equal(st.pages_shared, 1);
+	assert_int_equal(st.pages_sharing, 7);
+	assert_int_equal(st.ksm_zero_pages, 0);
+	h_check(&h);
+	h_fini(&h);
+}
+
+/* ---- smart scan ----------------------------------------------------------- */
+
+static void test_smart_scan(void **state)
+{
+	struct h h;
+	uint64_t vals[2] = { 1, 2 };
+	uint64_t skipped = 0, passes = 30;
+	struct sp_stats st;
+
+	(void)state;
+	h_init(&h, 1);
+	h_map(&h, 0, 2, vals);	/* two pages that never match */
+	h_passes(&h, passes);
+	st = h_stats(&h);
+	/* KSM's selftest: a page that never merges is skipped in at least
+	 * half of the passes once it has aged. */
+	assert_true(st.pages_skipped >= passes);	/* 2 pages, >= 50% */
+	skipped = st.pages_skipped;
+
+	/* Make page 1 equal page 0: they merge once both are scanned. */
+	h_write(&h, 0, 1, 1);
+	for (unsigned k = 0; k < 20 && h_stats(&h).pages_sharing == 0; k++)
+		h_passes(&h, 1);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_sharing, 1);
+	assert_true(st.pages_skipped > skipped);
+
+	/* The reset: a merge restarts the age, so after page 1 is written
+	 * again, its next passes are scans, not skips. */
+	h_write(&h, 0, 1, 77);
+	skipped = h_stats(&h).pages_skipped;
+	h_passes(&h, 3);
+	assert_int_equal(h_stats(&h).pages_skipped, skipped);
+	h_check(&h);
+	h_fini(&h);
+}
+
+static void test_smart_scan_off(void **state)
+{
+	struct h h;
+	uint64_t vals[2] = { 1, 2 };
+
+	(void)state;
+	h_init(&h, 1);
+	assert_int_equal(sp_knob_set(h.e, SP_KNOB_SMART_SCAN, 0), 0);
+	h_map(&h, 0, 2, vals);
+	h_passes(&h, 20);
+	assert_int_equal(h_stats(&h).pages_skipped, 0);
+	assert_int_equal(h_stats(&h).pages_scanned, 40);
+	h_check(&h);
+	h_fini(&h);
+}
+
+/* ---- unmerge --------------------------------------------------------------- */
+
+static void test_unmerge_restores_private_frames(void **state)
+{
+	struct h h;
+	uint64_t vals[6] = { 4, 4, 4, 7, 7, 8 };
+	struct sp_stats st;
+	struct sp_sim_counts c;
+
+	(void)state;
+	h_init(&h, 2);
+	h_map(&h, 0, 6, vals);
+	h_map(&h, 1, 6, vals);
+	h_passes(&h, 2);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_shared, 3);	/* 4, 7 and 8 */
+	assert_int_equal(st.pages_sharing, 12 - 3);
+	assert_int_equal(sp_unmerge(h.e, h.s[0], BASE, 6 * PS), 0);
+	assert_int_equal(distinct_frames(&h, 0, 6), 6);
+	for (unsigned p = 0; p < 6; p++) {
+		assert_false(sp_sim_frame_is_stable(h.sim, h_frame(&h, 0, p)));
+		assert_true(h_is(&h, 0, p, vals[p]));
+		assert_int_not_equal(h_frame(&h, 0, p), h_frame(&h, 1, p));
+	}
+	st = h_stats(&h);
+	/* Space 1 still merged: 4 x3, 7 x2 on two stable pages; 8 alone. */
+	assert_int_equal(st.pages_shared, 3);
+	assert_int_equal(st.pages_sharing, 3);
+	h_check(&h);
+	/* Unmerge everything (run=2): no stable page remains. */
+	assert_int_equal(sp_unmerge_all(h.e), 0);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_shared + st.pages_sharing, 0);
+	assert_int_equal(st.full_scans, 0);
+	assert_int_equal(st.rmap_items, 0);
+	sp_sim_counts(h.sim, &c);
+	assert_int_equal(c.stable_frames, 0);
+	assert_int_equal(c.frames, 12);
+	h_check(&h);
+	/* Ranges stay registered: merging resumes. */
+	h_passes(&h, 2);
+	assert_int_equal(h_stats(&h).pages_sharing, 9);
+	h_check(&h);
+	h_fini(&h);
+}
+
+static void test_unregister(void **state)
+{
+	struct h h;
+	uint64_t vals[4] = { 2, 2, 2, 2 };
+	struct sp_space_stats ss;
+
+	(void)state;
+	h_init(&h, 1);
+	h_map(&h, 0, 4, vals);
+	h_passes(&h, 2);
+	assert_int_equal(h_stats(&h).pages_sharing, 3);
+	/* Unregister the middle: unmerged, and never merged again. */
+	assert_int_equal(sp_unregister(h.e, h.s[0], BASE + PS, 2 * PS), 0);
+	sp_space_stats_get(h.e, h.s[0], &ss);
+	assert_int_equal(ss.registered_pages, 2);
+	assert_int_equal(ss.merging_pages, 2);
+	h_passes(&h, 3);
+	assert_false(sp_sim_frame_is_stable(h.sim, h_frame(&h, 0, 1)));
+	assert_false(sp_sim_frame_is_stable(h.sim, h_frame(&h, 0, 2)));
+	assert_int_equal(h_stats(&h).pages_sharing, 1);
+	/* A range never registered: a successful no-op. */
+	assert_int_equal(sp_unregister(h.e, h.s[0], BASE + PS, PS), 0);
+	h_check(&h);
+	h_fini(&h);
+}
+
+/* ---- registration ------------------------------------------------------------ */
+
+static void test_registration_validation(void **state)
+{
+	struct h h;
+	struct sp_space_stats ss;
+
+	(void)state;
+	h_init(&h, 1);
+	assert_int_equal(sp_sim_map(h.sim, h.sp[0], BASE, 8 * PS, SP_SIM_PRIVATE), 0);
+	assert_int_equal(sp_sim_map(h.sim, h.sp[0], BASE + 12 * PS, 4 * PS,
+				    SP_SIM_SHARED), 0);
+	assert_int_equal(sp_sim_map(h.sim, h.sp[0], BASE + 16 * PS, 4 * PS,
+				    SP_SIM_PRIVATE), 0);
+	/* Bad arguments: EINVAL, nothing registered. */
+	assert_int_equal(sp_register(h.e, h.s[0], BASE + 1, PS), -EINVAL);
+	assert_int_equal(sp_register(h.e, h.s[0], UINTPTR_MAX & ~(PS - 1), 2 * PS),
+			 -EINVAL);
+	assert_int_equal(sp_register(h.e, h.s[0], BASE, SIZE_MAX), -EINVAL);
+	assert_int_equal(sp_register(h.e, h.s[0], BASE, 0), 0);
+	sp_space_stats_get(h.e, h.s[0], &ss);
+	assert_int_equal(ss.registered_pages, 0);
+	/* Overlapping registrations coalesce; len rounds up to pages. */
+	assert_int_equal(sp_register(h.e, h.s[0], BASE, 3 * PS + 1), 0);
+	assert_int_equal(sp_register(h.e, h.s[0], BASE + 2 * PS, 4 * PS), 0);
+	sp_space_stats_get(h.e, h.s[0], &ss);
+	assert_int_equal(ss.registered_pages, 6);
+	/* A hole: ENOMEM, but the mapped parts are registered; the shared
+	 * mapping is left out silently. */
+	assert_int_equal(sp_register(h.e, h.s[0], BASE, 20 * PS), -ENOMEM);
+	sp_space_stats_get(h.e, h.s[0], &ss);
+	assert_int_equal(ss.registered_pages, 8 + 4);
+	/* Unregistering the middle splits the range. */
+	assert_int_equal(sp_unregister(h.e, h.s[0], BASE + 2 * PS, 2 * PS), 0);
+	sp_space_stats_get(h.e, h.s[0], &ss);
+	assert_int_equal(ss.registered_pages, 10);
+	/* Unregistering across the hole: ENOMEM after doing the rest. */
+	assert_int_equal(sp_unregister(h.e, h.s[0], BASE, 20 * PS), -ENOMEM);
+	sp_space_stats_get(h.e, h.s[0], &ss);
+	assert_int_equal(ss.registered_pages, 0);
+	assert_int_equal(sp_unregister(h.e, h.s[0], BASE + 3, PS), -EINVAL);
+	h_check(&h);
+	h_fini(&h);
+}
+
+static void test_knobs(void **state)
+{
+	struct h h;
+	uint64_t vals[2] = { 1, 1 }, v;
+	enum sp_knob k;
+
+	(void)state;
+	h_init(&h, 1);
+	assert_int_equal(sp_knob_get(h.e, SP_KNOB_PAGES_TO_SCAN, &v), 0);
+	assert_int_equal(v, 100);
+	assert_int_equal(sp_knob_get(h.e, SP_KNOB_SLEEP_MILLISECS, &v), 0);
+	assert_int_equal(v, 20);
+	assert_int_equal(sp_knob_get(h.e, SP_KNOB_MAX_PAGE_SHARING, &v), 0);
+	assert_int_equal(v, 256);
+	assert_int_equal(sp_knob_set(h.e, SP_KNOB_MAX_PAGE_SHARING, 1), -EINVAL);
+	assert_int_equal(sp_knob_set(h.e, SP_KNOB_USE_ZERO_PAGES, 2), -EINVAL);
+	assert_int_equal(sp_knob_set(h.e, SP_KNOB_SMART_SCAN, 7), -EINVAL);
+	assert_int_equal(sp_knob_set(h.e, SP_KNOB_COUNT, 1), -EINVAL);
+	assert_int_equal(sp_knob_get(h.e, SP_KNOB_MAX_PAGE_SHARING, &v), 0);
+	assert_int_equal(v, 256);	/* unchanged by the failures */
+	assert_int_equal(sp_knob_lookup("sleep_millisecs", &k), 0);
+	assert_int_equal(k, SP_KNOB_SLEEP_MILLISECS);
+	assert_int_equal(sp_knob_lookup("nope", &k), -EINVAL);
+	assert_string_equal(sp_knob_name(SP_KNOB_SMART_SCAN), "smart_scan");
+	assert_null(sp_knob_name(SP_KNOB_COUNT));
+	/* max_page_sharing is fixed while stable pages exist. */
+	h_map(&h, 0, 2, vals);
+	h_passes(&h, 2);
+	assert_int_equal(sp_knob_set(h.e, SP_KNOB_MAX_PAGE_SHARING, 10), -EBUSY);
+	assert_int_equal(sp_knob_set(h.e, SP_KNOB_MAX_PAGE_SHARING, 256), 0);
+	assert_int_equal(sp_unmerge_all(h.e), 0);
+	assert_int_equal(sp_knob_set(h.e, SP_KNOB_MAX_PAGE_SHARING, 10), 0);
+	h_check(&h);
+	h_fini(&h);
+}
+
+/* ---- the scan's batching and pass boundaries ---------------------------- */
+
+static void test_scan_budget(void **state)
+{
+	struct h h;
+	uint64_t *vals = same_vals(300, 0);
+	struct sp_stats st;
+	int ret, calls = 0;
+
+	(void)state;
+	for (unsigned p = 0; p < 300; p++)
+		vals[p] = p + 1;
+	h_init(&h, 1);
+	assert_int_equal(sp_scan(h.e, 100), 0);	/* nothing registered */
+	h_map(&h, 0, 300, vals);
+	while ((ret = sp_scan(h.e, 100)) > 0) {
+		calls++;
+		st = h_stats(&h);
+		assert_true(st.pages_scanned <= (uint64_t)calls * 100);
+		assert_int_equal(st.full_scans, 0);
+	}
+	assert_int_equal(ret, 0);
+	st = h_stats(&h);
+	assert_int_equal(st.full_scans, 1);
+	assert_int_equal(st.pages_scanned, 300);
+	assert_true(calls >= 2);
+	h_check(&h);
+	h_fini(&h);
+	free(vals);
+}
+
+/* Contiguous duplicates merge as runs: one replace per run, and stable
+ * pages laid out in virtual order so that a third copy joins as a run. */
+static void test_runs(void **state)
+{
+	struct h h;
+	uint64_t vals[128];
+	struct sp_stats st;
+	uint64_t calls;
+
+	(void)state;
+	for (unsigned p = 0; p < 128; p++)
+		vals[p] = 1000 + p;
+	h_init(&h, 3);
+	h_map(&h, 0, 128, vals);
+	h_map(&h, 1, 128, vals);
+	h_passes(&h, 2);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_shared, 128);
+	assert_int_equal(st.pages_sharing, 128);
+	/* Two replaces (one per side) per window of pairs. */
+	assert_true(st.replace_calls <= 4);
+	for (unsigned p = 1; p < 128; p++)
+		assert_int_equal(h_frame(&h, 0, p), h_frame(&h, 1, p));
+	calls = st.replace_calls;
+	h_map(&h, 2, 128, vals);
+	h_passes(&h, 2);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_sharing, 256);
+	assert_true(st.replace_calls - calls <= 2);
+	h_check(&h);
+	h_fini(&h);
+}
+
+/* ---- spaces come and go ---------------------------------------------------- */
+
+static void test_space_remove_and_forget(void **state)
+{
+	struct h h;
+	uint64_t vals[4] = { 6, 6, 6, 6 };
+	struct sp_stats st;
+
+	(void)state;
+	h_init(&h, 2);
+	h_map(&h, 0, 4, vals);
+	h_map(&h, 1, 4, vals);
+	h_passes(&h, 2);
+	assert_int_equal(h_stats(&h).pages_sharing, 7);
+	/* Space 0 exits: its memory goes, then the engine forgets it. */
+	sp_sim_space_free(h.sim, h.sp[0]);
+	sp_space_remove(h.e, h.s[0]);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_shared, 1);
+	assert_int_equal(st.pages_sharing, 3);
+	for (unsigned p = 0; p < 4; p++)
+		assert_true(h_is(&h, 1, p, 6));
+	h_check(&h);
+	/* Space 1 unmaps half: forget drops those sharers. */
+	assert_int_equal(sp_sim_unmap(h.sim, h.sp[1], BASE, 2 * PS), 0);
+	assert_int_equal(sp_forget(h.e, h.s[1], BASE, 2 * PS), 0);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_sharing, 1);
+	h_check(&h);
+	/* Keep scanning: the removed space is not touched again. */
+	h_passes(&h, 2);
+	h_check(&h);
+	h.sp[0] = h.sp[1];
+	h.s[0] = h.s[1];
+	h.nspace = 1;
+	h_fini(&h);
+}
+
+/* ---- backend failures never leave a trace ----------------------------------- */
+
+static void test_backend_failures(void **state)
+{
+	static const char *const ops[] = { "replace", "stable_alloc",
+					   "stable_write", "protect", "state",
+					   "zap" };
+
+	(void)state;
+	for (unsigned k = 0; k < sizeof(ops) / sizeof(ops[0]); k++) {
+		struct h h;
+		uint64_t vals[4] = { 5, 5, 0, 0 };
+		struct sp_stats st;
+
+		h_init(&h, 1);
+		assert_int_equal(sp_knob_set(h.e, SP_KNOB_USE_ZERO_PAGES, 1), 0);
+		h_map(&h, 0, 4, vals);
+		write_zero(&h, 0, 2);
+		write_zero(&h, 0, 3);
+		h_passes(&h, 1);
+		sp_sim_fault_next(h.sim, ops[k], -ENOMEM);
+		h_passes(&h, 1);
+		h_check(&h);
+		for (unsigned p = 0; p < 2; p++)
+			assert_true(h_is(&h, 0, p, 5));
+		/* The next pass merges what the failure held back. */
+		h_passes(&h, 2);
+		st = h_stats(&h);
+		assert_int_equal(st.pages_sharing, 1);
+		assert_int_equal(st.ksm_zero_pages, 2);
+		h_check(&h);
+		/* And unmerge failures return the error, consistently. */
+		sp_sim_fault_next(h.sim, "unmerge", -ENOMEM);
+		assert_int_equal(sp_unmerge(h.e, h.s[0], BASE, 4 * PS), -ENOMEM);
+		h_check(&h);
+		assert_int_equal(sp_unmerge(h.e, h.s[0], BASE, 4 * PS), 0);
+		h_check(&h);
+		h_fini(&h);
+	}
+}
+
+/* ---- a write racing the merge is never lost ---------------------------------- */
+
+struct race {
+	struct h *h;
+	const char *op;		/* inject at this op */
+	unsigned page;
+	uint64_t val;
+	unsigned fired;
+};
+
+static void race_inject(struct sp_sim *sim, const char *op, void *arg)
+{
+	struct race *r = arg;
+	unsigned char buf[PS];
+
+	(void)sim;
+	if (r->fired || strcmp(op, r->op))
+		return;
+	r->fired = 1;
+	h_fill(buf, r->val);
+	sp_sim_write(r->h->sim, r->h->sp[0], BASE + r->page * PS, buf, PS);
+}
+
+static void test_write_racing_merge(void **state)
+{
+	static const char *const ops[] = { "state", "peek", "protect",
+					   "replace", "unprotect",
+					   "stable_alloc", "stable_write" };
+
+	(void)state;
+	for (unsigned k = 0; k < sizeof(ops) / sizeof(ops[0]); k++)
+		for (unsigned page = 0; page < 2; page++) {
+			struct h h;
+			uint64_t vals[2] = { 5, 5 };
+			struct race r = { &h, ops[k], page, 77, 0 };
+
+			h_init(&h, 1);
+			h_map(&h, 0, 2, vals);
+			h_passes(&h, 1);
+			/* The write fires during the merging pass. */
+			sp_sim_set_injector(h.sim, race_inject, &r);
+			h_passes(&h, 1);
+			sp_sim_set_injector(h.sim, NULL, NULL);
+			assert_true(r.fired);
+			assert_true(h_is(&h, 0, page, 77));
+			assert_true(h_is(&h, 0, !page, 5));
+			h_check(&h);
+			h_passes(&h, 2);
+			assert_true(h_is(&h, 0, page, 77));
+			assert_true(h_is(&h, 0, !page, 5));
+			h_check(&h);
+			h_fini(&h);
+		}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_merge_after_two_passes),
+		cmocka_unit_test(test_volatile_never_merges),
+		cmocka_unit_test(test_write_after_merge),
+		cmocka_unit_test(test_unmerge_by_writes),
+		cmocka_unit_test(test_257th_sharer_starts_a_dup),
+		cmocka_unit_test(test_small_limit),
+		cmocka_unit_test(test_zero_pages),
+		cmocka_unit_test(test_zero_pages_off),
+		cmocka_unit_test(test_smart_scan),
+		cmocka_unit_test(test_smart_scan_off),
+		cmocka_unit_test(test_unmerge_restores_private_frames),
+		cmocka_unit_test(test_unregister),
+		cmocka_unit_test(test_registration_validation),
+		cmocka_unit_test(test_knobs),
+		cmocka_unit_test(test_scan_budget),
+		cmocka_unit_test(test_runs),
+		cmocka_unit_test(test_space_remove_and_forget),
+		cmocka_unit_test(test_backend_failures),
+		cmocka_unit_test(test_write_racing_merge),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
