@@ -80,7 +80,10 @@ static int run(unsigned gib, int real)
 	uint64_t peak_meta = 0;
 	double fl;
 
-	if (!tags || sp_sim_new(&sim) || sp_engine_new(&sp_sim_ops, sim, 7, &e))
+	if (!tags || sp_sim_new(&sim) ||
+	    sp_engine_new(&(struct sp_engine_config){ .ops = &sp_sim_ops,
+						      .be = sim, .seed = 7 },
+			  &e))
 		return 1;
 	for (int p = 0; p < 2; p++) {
 		for (size_t i = 0; i < per; i++)

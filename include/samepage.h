@@ -88,6 +88,7 @@ struct sp_stats {
 	uint64_t meta_bytes;		/* bytes of per-page metadata (records, trees) */
 	uint64_t fixed_bytes;		/* bytes of fixed buffers (staging) */
 	uint64_t merge_races;		/* merges abandoned: bytes changed before verify */
+	uint64_t pages_refused;		/* pages the backend could not hold (pinned) */
 	uint64_t replace_calls;		/* backend replace calls (one per run) */
 	uint64_t scan_errors;		/* windows skipped after a backend error */
 };
@@ -103,15 +104,35 @@ struct sp_space_stats {
 };
 
 /*
+ * Where the engine's memory comes from.  @alloc returns zeroed memory;
+ * @resize is realloc (contents kept, new bytes unspecified); @free gets
+ * the size back.  NULL in the config means libc.  The in-process agent
+ * passes one whose mappings it keeps out of merging.
+ */
+struct sp_allocator {
+	void *(*alloc)(void *ctx, size_t size);
+	void *(*resize)(void *ctx, void *p, size_t old, size_t size);
+	void (*free)(void *ctx, void *p, size_t size);
+	void *ctx;
+};
+
+struct sp_engine_config {
+	const struct sp_backend_ops *ops;	/* the backend (required) */
+	void *be;				/* its state; outlives the engine */
+	uint64_t seed;				/* tree balance seed; 0: random */
+	const struct sp_allocator *alloc;	/* NULL: libc */
+};
+
+/*
  * sp_engine_new - create an engine over a backend.
- * @ops, @be: the backend and its private state; must outlive the engine.
- * @seed: seeds the trees' balancing priorities; 0 means "draw one from
- *	the kernel" (getrandom); tests pass a fixed seed to be reproducible.
+ * @cfg->seed seeds the trees' balancing priorities; 0 means "draw one
+ * from the kernel" (getrandom); tests pass a fixed seed to be
+ * reproducible.
  * Return: 0 and *out set, or -ENOMEM / -EINVAL (an op missing).
  * Context: any thread; no lock held.
  */
-SP_API int sp_engine_new(const struct sp_backend_ops *ops, void *be,
-			 uint64_t seed, struct sp_engine **out);
+SP_API int sp_engine_new(const struct sp_engine_config *cfg,
+			 struct sp_engine **out);
 
 /*
  * sp_engine_free - destroy an engine.  Spaces still in it are forgotten
@@ -170,6 +191,29 @@ SP_API int sp_unregister(struct sp_engine *e, struct sp_space *s,
  */
 SP_API int sp_forget(struct sp_engine *e, struct sp_space *s,
 		     uintptr_t start, size_t len);
+
+/*
+ * sp_discard - MADV_DONTNEED on a registered range: the caller has just
+ * made its pages read zeros (the backend does not do it: the caller
+ * changes the memory, serialised with sp_scan, then calls this).  Drops
+ * the records of the range, keeps it registered.  As with sp_forget, the
+ * memory changes first: a stable page whose last sharers these were is
+ * then no longer mapped when it is released.  Validation as sp_register.
+ * Return: 0 or -EINVAL.
+ */
+SP_API int sp_discard(struct sp_engine *e, struct sp_space *s,
+		      uintptr_t start, size_t len);
+
+/*
+ * sp_ranges - call @fn for each registered part [a, b) of [start,
+ * start+len), in address order (to carry registrations across an
+ * mremap, say).  Return: 0 or -EINVAL.  Context: takes the engine lock;
+ * @fn must not call back into the engine.
+ */
+SP_API int sp_ranges(struct sp_engine *e, struct sp_space *s,
+		     uintptr_t start, size_t len,
+		     void (*fn)(void *arg, uintptr_t a, uintptr_t b),
+		     void *arg);
 
 /*
  * sp_unmerge - give each merged page of the range a private copy of its
@@ -278,10 +322,13 @@ struct sp_extent {
  *
  * The no-lost-write contract: between protect() and the matching
  * unprotect(), no write of any kind (user, kernel, device) may change a
- * protected page; writers block instead and resume after unprotect(),
+ * held page; writers block instead and resume after unprotect(),
  * landing in whatever the address maps then (a private copy of a stable
- * page, a fresh zero page).  The engine compares bytes only under
- * protection and calls replace()/zap() only on pages it verified.
+ * page, a fresh zero page).  A page the backend cannot hold that way
+ * (pinned for DMA: a write-protect does not stop a transfer already
+ * pinned) is reported as not held and never replaced.  The engine
+ * compares bytes only of held pages and calls replace()/zap() only on
+ * pages it verified.
  *
  * Between protect() and unprotect() the engine allocates no memory, so a
  * backend may block writers that hold allocator locks.
@@ -295,20 +342,33 @@ struct sp_backend_ops {
 	int (*state)(void *be, void *space, uintptr_t addr, size_t n,
 		     uint8_t *out);
 	/* The page's bytes: a pointer valid until the next op call, either
-	 * into the page itself or into @buf (SP_PAGE_SIZE bytes, filled).
-	 * NULL if the page cannot be read (unmapped). Never blocks writers. */
+	 * into memory that cannot change or fault under the engine (the
+	 * backend's own, a held page's) or into @buf (SP_PAGE_SIZE bytes,
+	 * filled).  NULL if the page cannot be read (unmapped).  Reading
+	 * never faults and never blocks writers. */
 	const void *(*peek)(void *be, void *space, uintptr_t addr, void *buf);
-	/* Write-protect n pages.  On error none is left protected. */
-	int (*protect)(void *be, void *space, uintptr_t addr, size_t n);
-	/* End protection of n pages and wake writers blocked on them,
-	 * whatever the pages map now.  Must not fail. */
+	/* Compare @key with the page's bytes: *order gets the sign of
+	 * memcmp(key, page).  Return: 0, or -EFAULT if unreadable.  Never
+	 * faults; stops at the first difference (tree walks use it). */
+	int (*cmp)(void *be, void *space, uintptr_t addr, const void *key,
+		   int *order);
+	/* Hold n pages: from now on no write of any kind (user, kernel,
+	 * device) may change them.  held[i] says whether page i could be
+	 * held; a page that cannot (pinned for DMA, shared with another
+	 * process) is left as it is.  Return: 0, or an error with none
+	 * held. */
+	int (*protect)(void *be, void *space, uintptr_t addr, size_t n,
+		       uint8_t *held);
+	/* End the hold of n pages and wake writers blocked on them: pages
+	 * neither replaced nor zapped get their content back.  Must not
+	 * fail. */
 	void (*unprotect)(void *be, void *space, uintptr_t addr, size_t n);
-	/* Map stable pages first..first+n-1 read-only over n protected,
+	/* Map stable pages first..first+n-1 read-only over n held,
 	 * verified pages, dropping their old frames.  All or nothing. */
 	int (*replace)(void *be, void *space, uintptr_t addr, size_t n,
 		       sp_spage_t first);
-	/* Release n protected, verified zero-filled pages: afterwards they
-	 * read zeros and own no frame.  All or nothing. */
+	/* Release n held, verified zero-filled pages: afterwards they read
+	 * zeros and own no frame.  All or nothing. */
 	int (*zap)(void *be, void *space, uintptr_t addr, size_t n);
 	/* Give each of n pages a private frame with its current content
 	 * (break sharing; a released zero page gets a private zero frame).
@@ -401,6 +461,10 @@ SP_API int sp_sim_unmap(struct sp_sim *sim, struct sp_sim_space *sp,
  */
 SP_API int sp_sim_write(struct sp_sim *sim, struct sp_sim_space *sp,
 			uintptr_t addr, const void *src, size_t len);
+/* sp_sim_discard - MADV_DONTNEED: the pages drop their frames and read
+ * zeros (page aligned).  Return: 0, -EINVAL, -EFAULT (unmapped). */
+SP_API int sp_sim_discard(struct sp_sim *sim, struct sp_sim_space *sp,
+			  uintptr_t addr, size_t len);
 /* sp_sim_read - read @len bytes at @addr.  Return: 0 or -EFAULT. */
 SP_API int sp_sim_read(struct sp_sim *sim, struct sp_sim_space *sp,
 		       uintptr_t addr, void *dst, size_t len);
@@ -414,6 +478,21 @@ SP_API int sp_sim_fill_tag(struct sp_sim *sim, struct sp_sim_space *sp,
 			   uintptr_t addr, size_t n, const uint64_t *tag);
 /* sp_sim_tag_bytes - the bytes sp_sim_fill_tag generates for @tag. */
 SP_API void sp_sim_tag_bytes(uint64_t tag, void *page);
+
+/*
+ * sp_sim_pin - pin the frame mapped at @addr for "DMA", as io_uring fixed
+ * buffers or O_DIRECT do: the backend then refuses to hold the page, and
+ * the frame lives while pinned even if unmapped.  sp_sim_dma_write writes
+ * into the pinned frame itself, wherever (or whether) it is mapped, as a
+ * device does: if an engine replaced the page anyway, the write is lost
+ * to the program, and a shadow comparison shows it.
+ * Return: 0 and *out, -EFAULT (unmapped) or -ENOENT (no frame).
+ */
+SP_API int sp_sim_pin(struct sp_sim *sim, struct sp_sim_space *sp,
+		      uintptr_t addr, sp_frame_t *out);
+SP_API void sp_sim_unpin(struct sp_sim *sim, sp_frame_t f);
+SP_API int sp_sim_dma_write(struct sp_sim *sim, sp_frame_t f, size_t off,
+			    const void *src, size_t len);
 
 /* sp_sim_frame_of - the frame mapped at @addr (0 if none or unmapped). */
 SP_API sp_frame_t sp_sim_frame_of(struct sp_sim *sim, struct sp_sim_space *sp,

@@ -71,7 +71,9 @@ static int cmd_demo(int argc, char **argv)
 	(void)argv;
 	tags = calloc(NPAGES, sizeof(*tags));
 	if (!tags || sp_sim_new(&sim) ||
-	    sp_engine_new(&sp_sim_ops, sim, 1, &e)) {
+	    sp_engine_new(&(struct sp_engine_config){ .ops = &sp_sim_ops,
+						      .be = sim, .seed = 1 },
+			  &e)) {
 		fprintf(stderr, "samepage demo: out of memory\n");
 		return 1;
 	}

@@ -15,19 +15,12 @@
 
 void *meta_alloc(struct sp_engine *e, size_t size)
 {
-	void *p = calloc(1, size);
-
-	if (p)
-		e->meta_bytes += size;
-	return p;
+	return sp_mem_alloc(&e->mem, size);
 }
 
 void meta_free(struct sp_engine *e, void *p, size_t size)
 {
-	if (!p)
-		return;
-	e->meta_bytes -= size;
-	free(p);
+	sp_mem_free(&e->mem, p, size);
 }
 
 /* ---- fork safety: the registry of engines ---------------------------- */
@@ -152,48 +145,52 @@ int sp_knob_get(struct sp_engine *e, enum sp_knob k, uint64_t *v)
 
 static int ops_complete(const struct sp_backend_ops *o)
 {
-	return o && o->probe && o->state && o->peek && o->protect &&
+	return o && o->probe && o->state && o->peek && o->cmp && o->protect &&
 	       o->unprotect && o->replace && o->zap && o->unmerge &&
 	       o->stable_alloc && o->stable_write && o->stable_peek &&
 	       o->stable_release;
 }
 
-int sp_engine_new(const struct sp_backend_ops *ops, void *be, uint64_t seed,
-		  struct sp_engine **out)
+int sp_engine_new(const struct sp_engine_config *cfg, struct sp_engine **out)
 {
+	const struct sp_allocator *al;
 	struct sp_engine *e;
 	unsigned char zero[SP_PAGE_SIZE] = { 0 };
+	uint64_t seed;
 	int err;
 
-	if (!ops_complete(ops) || !out)
+	if (!cfg || !ops_complete(cfg->ops) || !out)
 		return -EINVAL;
+	al = cfg->alloc ? cfg->alloc : &sp_libc_allocator;
+	seed = cfg->seed;
 	if (!seed && getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
 		seed = (uint64_t)(uintptr_t)&seed ^ 0x5eed5eed5eedull;
-	e = calloc(1, sizeof(*e));
+	e = al->alloc(al->ctx, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
-	e->buf = malloc(3 * SP_PAGE_SIZE);
+	e->mem = (struct sp_mem){ al, &e->meta_bytes };
+	e->fixed = (struct sp_mem){ al, &e->fixed_bytes };
+	e->buf = sp_mem_alloc(&e->fixed, 3 * SP_PAGE_SIZE);
 	if (!e->buf) {
-		free(e);
+		al->free(al->ctx, e, sizeof(*e));
 		return -ENOMEM;
 	}
-	e->fixed_bytes = 3 * SP_PAGE_SIZE;
-	e->ops = ops;
-	e->be = be;
+	e->ops = cfg->ops;
+	e->be = cfg->be;
 	for (unsigned k = 0; k < SP_KNOB_COUNT; k++)
 		e->knob[k] = knobs[k].def;
 	e->spaces.next = e->spaces.prev = &e->spaces;
 	e->cursor.s = &e->spaces;
-	sp_chunktab_init(&e->chunks, &e->meta_bytes);
-	sp_unstable_init(&e->unstable, seed, &e->meta_bytes);
-	err = sp_stable_init(&e->stable, ops, be, e->staging,
-			     seed * 0x9e3779b97f4a7c15ull + 1, &e->meta_bytes);
+	sp_chunktab_init(&e->chunks, &e->mem);
+	sp_unstable_init(&e->unstable, seed, &e->mem);
+	err = sp_stable_init(&e->stable, cfg->ops, cfg->be, e->staging,
+			     seed * 0x9e3779b97f4a7c15ull + 1, &e->mem,
+			     &e->fixed);
 	if (err) {
-		free(e->buf);
-		free(e);
+		sp_mem_free(&e->fixed, e->buf, 3 * SP_PAGE_SIZE);
+		al->free(al->ctx, e, sizeof(*e));
 		return err;
 	}
-	e->fixed_bytes += 2 * SP_PAGE_SIZE;	/* the stable tree's scratch */
 	e->zero_csum = (uint32_t)sp_hash_page(zero) & REC_CSUM_MASK;
 	pthread_mutex_init(&e->lock, NULL);
 	registry_add(e);
@@ -229,6 +226,8 @@ static void space_unlink_free(struct sp_engine *e, struct sp_space *s)
 
 void sp_engine_free(struct sp_engine *e)
 {
+	const struct sp_allocator *al;
+
 	if (!e)
 		return;
 	registry_del(e);
@@ -240,10 +239,11 @@ void sp_engine_free(struct sp_engine *e)
 	sp_unstable_destroy(&e->unstable);
 	sp_chunktab_destroy(&e->chunks);
 	for (unsigned k = 0; k < SP_WINDOW; k++)
-		free(e->staging[k]);
-	free(e->buf);
+		sp_mem_free(&e->fixed, e->staging[k], SP_PAGE_SIZE);
+	sp_mem_free(&e->fixed, e->buf, 3 * SP_PAGE_SIZE);
 	pthread_mutex_destroy(&e->lock);
-	free(e);
+	al = e->mem.a;
+	al->free(al->ctx, e, sizeof(*e));
 }
 
 int sp_space_add(struct sp_engine *e, void *be_space, struct sp_space **out)

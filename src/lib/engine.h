@@ -24,6 +24,7 @@
 #include "index/records.h"
 #include "index/stable.h"
 #include "index/unstable.h"
+#include "util/alloc.h"
 #include "util/rbtree.h"
 
 /* Pages processed per window: a window never crosses a region end or a
@@ -75,7 +76,7 @@ struct sp_window {
 struct sp_counters {
 	uint64_t pages_unshared, pages_scanned, pages_skipped, full_scans;
 	uint64_t ksm_zero_pages, rmap_items;
-	uint64_t merge_races, replace_calls, scan_errors;
+	uint64_t merge_races, replace_calls, scan_errors, pages_refused;
 };
 
 struct sp_engine {
@@ -106,6 +107,8 @@ struct sp_engine {
 
 	uint64_t meta_bytes;		/* per-page metadata, all modules */
 	uint64_t fixed_bytes;		/* scratch and staging */
+	struct sp_mem mem;		/* allocator, counted in meta_bytes */
+	struct sp_mem fixed;		/* allocator, counted in fixed_bytes */
 };
 
 static inline void *scratch(struct sp_engine *e, unsigned i)

@@ -326,6 +326,40 @@ int sp_forget(struct sp_engine *e, struct sp_space *s, uintptr_t start,
 	return err;
 }
 
+int sp_discard(struct sp_engine *e, struct sp_space *s, uintptr_t start,
+	       size_t len)
+{
+	uintptr_t end;
+	int err;
+
+	err = range_check(start, len, &end);
+	if (err || start == end)
+		return err;
+	pthread_mutex_lock(&e->lock);
+	drop_records(e, s, start, end);
+	pthread_mutex_unlock(&e->lock);
+	return 0;
+}
+
+int sp_ranges(struct sp_engine *e, struct sp_space *s, uintptr_t start,
+	      size_t len, void (*fn)(void *arg, uintptr_t a, uintptr_t b),
+	      void *arg)
+{
+	uintptr_t end;
+	int err;
+
+	err = range_check(start, len, &end);
+	if (err || start == end)
+		return err;
+	pthread_mutex_lock(&e->lock);
+	for (struct sp_region *r = region_next(s, start); r && r->start < end;
+	     r = rg(sp_rb_next(&r->node)))
+		fn(arg, r->start > start ? r->start : start,
+		   r->end < end ? r->end : end);
+	pthread_mutex_unlock(&e->lock);
+	return 0;
+}
+
 int sp_unmerge(struct sp_engine *e, struct sp_space *s, uintptr_t start,
 	       size_t len)
 {

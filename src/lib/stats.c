@@ -46,6 +46,7 @@ void sp_stats_get(struct sp_engine *e, struct sp_stats *st)
 	st->meta_bytes = e->meta_bytes;
 	st->fixed_bytes = e->fixed_bytes;
 	st->merge_races = e->c.merge_races;
+	st->pages_refused = e->c.pages_refused;
 	st->replace_calls = e->c.replace_calls;
 	st->scan_errors = e->c.scan_errors;
 	pthread_mutex_unlock(&e->lock);

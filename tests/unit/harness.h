@@ -38,9 +38,12 @@ static inline void h_fill(void *page, uint64_t v)
 
 static inline void h_init(struct h *h, unsigned nspace)
 {
+	struct sp_engine_config cfg = { .ops = &sp_sim_ops, .be = NULL, .seed = 42 };
+
 	memset(h, 0, sizeof(*h));
 	assert_int_equal(sp_sim_new(&h->sim), 0);
-	assert_int_equal(sp_engine_new(&sp_sim_ops, h->sim, 42, &h->e), 0);
+	cfg.be = h->sim;
+	assert_int_equal(sp_engine_new(&cfg, &h->e), 0);
 	for (unsigned i = 0; i < nspace; i++) {
 		assert_int_equal(sp_sim_space_new(h->sim, &h->sp[i]), 0);
 		assert_int_equal(sp_space_add(h->e, h->sp[i], &h->s[i]), 0);

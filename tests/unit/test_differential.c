@@ -4,9 +4,11 @@
  * Seeded random runs of thousands of operations on three simulated
  * address spaces: whole-page and partial writes, scans with random
  * budgets, registrations and unregistrations (some over holes and shared
- * mappings), unmap+forget+remap, unmerges, unmerge-all, knob changes, and
- * "concurrent" writes injected at the start of random backend calls, so
- * that some land between a merge's protect and its replace.
+ * mappings), unmap+forget+remap, discards, unmerges, unmerge-all, knob
+ * changes, pages pinned for "DMA" with device writes into the pinned
+ * frame (lost to the program if an engine ever replaced a pinned page),
+ * and "concurrent" writes injected at the start of random backend calls,
+ * so that some land between a merge's hold and its replace.
  *
  * After every step:
  *   - every byte of every page equals the shadow (no write lost or
@@ -29,11 +31,21 @@
 
 static unsigned char shadow[NSP][NPG][PS];
 
+#define MAXPIN 8
+
+struct pin {
+	unsigned s, p;		/* the page the frame was pinned at */
+	sp_frame_t f;
+};
+
 struct run {
 	struct h h;
 	uint64_t rng;
 	int inject_on;
 	uint64_t injected, max_sharing_seen, merges_seen, races_seen;
+	uint64_t dma_writes;
+	struct pin pin[MAXPIN];
+	unsigned npin;
 };
 
 static uint64_t rnd(struct run *r)
@@ -92,6 +104,19 @@ static void injector(struct sp_sim *sim, const char *op, void *arg)
 		return;
 	r->injected++;
 	do_write(r, below(r, NSP), below(r, NPG));
+}
+
+/* Unpin every pin in [p, p + n) of space @s (before the page goes). */
+static void unpin_range(struct run *r, unsigned s, unsigned p, unsigned n)
+{
+	for (unsigned k = 0; k < r->npin;) {
+		if (r->pin[k].s == s && r->pin[k].p >= p && r->pin[k].p < p + n) {
+			sp_sim_unpin(r->h.sim, r->pin[k].f);
+			r->pin[k] = r->pin[--r->npin];
+			continue;
+		}
+		k++;
+	}
 }
 
 static void check_memory(struct run *r)
@@ -188,6 +213,7 @@ static void step(struct run *r)
 		/* munmap + mmap: the memory is gone, new zero pages come. */
 		unsigned p = below(r, NPG - 4), n = 1 + below(r, 4);
 
+		unpin_range(r, s, p, n);
 		assert_int_equal(sp_sim_unmap(h->sim, h->sp[s], BASE + p * PS,
 					      n * PS), 0);
 		assert_int_equal(sp_forget(h->e, h->s[s], BASE + p * PS, n * PS), 0);
@@ -197,6 +223,44 @@ static void step(struct run *r)
 			memset(shadow[s][k], 0, PS);
 	} else if (op < 94) {
 		assert_int_equal(sp_unmerge_all(h->e), 0);
+	} else if (op < 95) {
+		/* MADV_DONTNEED: the memory first, then the engine. */
+		unsigned p = below(r, NPG - 4), n = 1 + below(r, 4);
+
+		unpin_range(r, s, p, n);
+		assert_int_equal(sp_sim_discard(h->sim, h->sp[s], BASE + p * PS,
+						n * PS), 0);
+		assert_int_equal(sp_discard(h->e, h->s[s], BASE + p * PS, n * PS), 0);
+		for (unsigned k = p; k < p + n; k++)
+			memset(shadow[s][k], 0, PS);
+	} else if (op < 96) {
+		/* Pin a page for "DMA", or unpin one. */
+		unsigned p = below(r, NPG);
+		sp_frame_t f;
+
+		if (r->npin && (r->npin == MAXPIN || below(r, 2))) {
+			unsigned k = below(r, r->npin);
+
+			sp_sim_unpin(h->sim, r->pin[k].f);
+			r->pin[k] = r->pin[--r->npin];
+		} else if (!sp_sim_pin(h->sim, h->sp[s], BASE + p * PS, &f) &&
+			   !sp_sim_frame_is_stable(h->sim, f)) {
+			r->pin[r->npin++] = (struct pin){ s, p, f };
+		} else if (f) {
+			sp_sim_unpin(h->sim, f);	/* only private pages */
+		}
+	} else if (op < 96 + 1 && r->npin) {
+		/* A device writes into a pinned frame: the program sees it at
+		 * the page, unless the page was (wrongly) replaced. */
+		struct pin *pn = &r->pin[below(r, r->npin)];
+		unsigned char b[8];
+		unsigned off = below(r, PS - 8);
+
+		for (unsigned k = 0; k < 8; k++)
+			b[k] = (unsigned char)rnd(r);
+		assert_int_equal(sp_sim_dma_write(h->sim, pn->f, off, b, 8), 0);
+		memcpy(shadow[pn->s][pn->p] + off, b, 8);
+		r->dma_writes++;
 	} else if (op < 97) {
 		sp_knob_set(h->e, SP_KNOB_USE_ZERO_PAGES, below(r, 2));
 		sp_knob_set(h->e, SP_KNOB_SMART_SCAN, below(r, 2));
@@ -257,22 +321,30 @@ static void one_run(uint64_t seed)
 	sp_sim_counts(r.h.sim, &c);
 	st = h_stats(&r.h);
 	print_message("seed %llu: %llu injected writes (%llu waited on a "
-		      "protected page), %llu merge races, most sharing %llu, "
-		      "%llu replace calls, %llu quiet checks saw chains\n",
+		      "held page), %llu merge races, most sharing %llu, "
+		      "%llu replace calls, %llu quiet checks saw chains, "
+		      "%llu DMA writes, %llu pages refused (pinned)\n",
 		      (unsigned long long)seed,
 		      (unsigned long long)r.injected,
 		      (unsigned long long)c.writes_blocked,
 		      (unsigned long long)st.merge_races,
 		      (unsigned long long)r.merges_seen,
 		      (unsigned long long)st.replace_calls,
-		      (unsigned long long)r.max_sharing_seen);
+		      (unsigned long long)r.max_sharing_seen,
+		      (unsigned long long)r.dma_writes,
+		      (unsigned long long)st.pages_refused);
 	/* The run must have exercised what it claims to. */
 	assert_true(r.merges_seen > 0);
 	assert_true(c.writes_blocked > 0);
 	assert_true(st.merge_races > 0);
 
+	assert_true(st.pages_refused > 0);
+	assert_true(r.dma_writes > 0);
+
 	/* Unregister everything: every page private again, no stable frame. */
 	sp_sim_set_injector(r.h.sim, NULL, NULL);
+	for (unsigned s = 0; s < NSP; s++)
+		unpin_range(&r, s, 0, NPG);
 	for (unsigned s = 0; s < NSP; s++)
 		assert_int_equal(sp_unregister(r.h.e, r.h.s[s], BASE,
 					       NPG * PS), 0);

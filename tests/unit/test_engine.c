@@ -731,6 +731,94 @@ static void test_write_racing_merge(void **state)
 		}
 }
 
+/* ---- pinned pages are never replaced ------------------------------------- */
+
+static void test_pinned_pages(void **state)
+{
+	struct h h;
+	uint64_t vals[4] = { 3, 3, 3, 3 };
+	sp_frame_t pinned;
+	struct sp_stats st;
+
+	(void)state;
+	h_init(&h, 1);
+	h_map(&h, 0, 4, vals);
+	assert_int_equal(sp_sim_pin(h.sim, h.sp[0], BASE + PS, &pinned), 0);
+	h_passes(&h, 3);
+	st = h_stats(&h);
+	/* The three unpinned pages merge; the pinned one keeps its frame. */
+	assert_int_equal(st.pages_shared, 1);
+	assert_int_equal(st.pages_sharing, 2);
+	assert_true(st.pages_refused > 0);
+	assert_int_equal(h_frame(&h, 0, 1), pinned);
+	/* A device write into the pinned frame is seen by the program. */
+	assert_int_equal(sp_sim_dma_write(h.sim, pinned, 0, "DMA!", 4), 0);
+	{
+		char got[4];
+
+		sp_sim_read(h.sim, h.sp[0], BASE + PS, got, 4);
+		assert_memory_equal(got, "DMA!", 4);
+	}
+	/* Unpinned, it merges like the others. */
+	sp_sim_unpin(h.sim, pinned);
+	h_write(&h, 0, 1, 3);
+	h_passes(&h, 3);
+	assert_int_equal(h_stats(&h).pages_sharing, 3);
+	h_check(&h);
+	h_fini(&h);
+}
+
+/* ---- discard keeps the registration; ranges lists it ---------------------- */
+
+static void collect(void *arg, uintptr_t a, uintptr_t b)
+{
+	uintptr_t *out = arg;
+
+	while (*out)
+		out += 2;
+	out[0] = a;
+	out[1] = b;
+}
+
+static void test_discard_and_ranges(void **state)
+{
+	struct h h;
+	uint64_t vals[8] = { 4, 4, 4, 4, 4, 4, 4, 4 };
+	uintptr_t got[8] = { 0 };
+	struct sp_space_stats ss;
+
+	(void)state;
+	h_init(&h, 1);
+	h_map(&h, 0, 8, vals);
+	h_passes(&h, 2);
+	assert_int_equal(h_stats(&h).pages_sharing, 7);
+	/* MADV_DONTNEED on two merged pages: memory first, then engine. */
+	assert_int_equal(sp_sim_discard(h.sim, h.sp[0], BASE + 2 * PS, 2 * PS), 0);
+	assert_int_equal(sp_discard(h.e, h.s[0], BASE + 2 * PS, 2 * PS), 0);
+	assert_int_equal(h_stats(&h).pages_sharing, 5);
+	assert_true(h_is(&h, 0, 1, 4));
+	sp_space_stats_get(h.e, h.s[0], &ss);
+	assert_int_equal(ss.registered_pages, 8);	/* still registered */
+	/* Written again with the same value, they merge again. */
+	h_write(&h, 0, 2, 4);
+	h_write(&h, 0, 3, 4);
+	h_passes(&h, 2);
+	assert_int_equal(h_stats(&h).pages_sharing, 7);
+	h_check(&h);
+	/* Ranges: split the registration, then list it. */
+	assert_int_equal(sp_unregister(h.e, h.s[0], BASE + 3 * PS, PS), 0);
+	assert_int_equal(sp_ranges(h.e, h.s[0], BASE, 16 * PS, collect, got), 0);
+	assert_int_equal(got[0], BASE);
+	assert_int_equal(got[1], BASE + 3 * PS);
+	assert_int_equal(got[2], BASE + 4 * PS);
+	assert_int_equal(got[3], BASE + 8 * PS);
+	assert_int_equal(got[4], 0);
+	assert_int_equal(sp_ranges(h.e, h.s[0], BASE + 1, PS, collect, got),
+			 -EINVAL);
+	h_check(&h);
+	h_fini(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -753,6 +841,8 @@ int main(void)
 		cmocka_unit_test(test_space_remove_and_forget),
 		cmocka_unit_test(test_backend_failures),
 		cmocka_unit_test(test_write_racing_merge),
+		cmocka_unit_test(test_pinned_pages),
+		cmocka_unit_test(test_discard_and_ranges),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "util/alloc.h"
 #include "util/ralloc.h"
 
 #define LIMIT 5000
@@ -26,7 +27,7 @@ static void test_random(void **state)
 	(void)state;
 	srand(3);
 	memset(owner, 0, sizeof(owner));
-	sp_ralloc_init(&ra, LIMIT, &acct);
+	sp_ralloc_init(&ra, LIMIT, &(struct sp_mem){ &sp_libc_allocator, &acct });
 	for (int step = 0; step < 20000; step++) {
 		if (nruns && (rand() % 2 || nruns == 2000)) {
 			unsigned k = (unsigned)rand() % nruns;

@@ -9,6 +9,7 @@
 #include "harness.h"
 
 static struct sp_sim *sim;
+static uint8_t held[16];
 static struct sp_sim_space *a, *b;
 
 static int setup(void **state)
@@ -94,10 +95,10 @@ static void test_replace_shares_and_cow(void **state)
 	write_val(a, 1, 5);
 	write_val(b, 1, 5);
 	s = make_stable(5);
-	assert_int_equal(sp_sim_ops.protect(sim, a, BASE + PS, 1), 0);
+	assert_int_equal(sp_sim_ops.protect(sim, a, BASE + PS, 1, held), 0);
 	assert_int_equal(sp_sim_ops.replace(sim, a, BASE + PS, 1, s), 0);
 	sp_sim_ops.unprotect(sim, a, BASE + PS, 1);
-	assert_int_equal(sp_sim_ops.protect(sim, b, BASE + PS, 1), 0);
+	assert_int_equal(sp_sim_ops.protect(sim, b, BASE + PS, 1, held), 0);
 	assert_int_equal(sp_sim_ops.replace(sim, b, BASE + PS, 1, s), 0);
 	sp_sim_ops.unprotect(sim, b, BASE + PS, 1);
 	f = sp_sim_frame_of(sim, a, BASE + PS);
@@ -132,7 +133,7 @@ static void test_protected_write_is_queued(void **state)
 	(void)state;
 	write_val(a, 2, 9);
 	s = make_stable(9);
-	assert_int_equal(sp_sim_ops.protect(sim, a, BASE + 2 * PS, 1), 0);
+	assert_int_equal(sp_sim_ops.protect(sim, a, BASE + 2 * PS, 1, held), 0);
 	write_val(a, 2, 10);		/* a "concurrent" writer blocks */
 	assert_true(holds(a, 2, 9));	/* not applied yet */
 	sp_sim_counts(sim, &c);
@@ -156,7 +157,7 @@ static void test_release_while_mapped_is_caught(void **state)
 	(void)state;
 	write_val(a, 3, 4);
 	s = make_stable(4);
-	assert_int_equal(sp_sim_ops.protect(sim, a, BASE + 3 * PS, 1), 0);
+	assert_int_equal(sp_sim_ops.protect(sim, a, BASE + 3 * PS, 1, held), 0);
 	assert_int_equal(sp_sim_ops.replace(sim, a, BASE + 3 * PS, 1, s), 0);
 	sp_sim_ops.unprotect(sim, a, BASE + 3 * PS, 1);
 	sp_sim_ops.stable_release(sim, s, 1);	/* a bug: still mapped */
@@ -194,7 +195,7 @@ static void test_zap(void **state)
 {
 	(void)state;
 	write_val(a, 5, 3);
-	assert_int_equal(sp_sim_ops.protect(sim, a, BASE + 5 * PS, 1), 0);
+	assert_int_equal(sp_sim_ops.protect(sim, a, BASE + 5 * PS, 1, held), 0);
 	assert_int_equal(sp_sim_ops.zap(sim, a, BASE + 5 * PS, 1), 0);
 	sp_sim_ops.unprotect(sim, a, BASE + 5 * PS, 1);
 	assert_int_equal(sp_sim_frame_of(sim, a, BASE + 5 * PS), 0);
@@ -261,11 +262,11 @@ static void test_fault_injection(void **state)
 	sp_sim_ops.stable_release(sim, s, 1);
 	/* Protecting twice is an engine bug the sim refuses. */
 	write_val(a, 6, 1);
-	assert_int_equal(sp_sim_ops.protect(sim, a, BASE + 6 * PS, 1), 0);
-	assert_int_equal(sp_sim_ops.protect(sim, a, BASE + 6 * PS, 1), -EBUSY);
+	assert_int_equal(sp_sim_ops.protect(sim, a, BASE + 6 * PS, 1, held), 0);
+	assert_int_equal(sp_sim_ops.protect(sim, a, BASE + 6 * PS, 1, held), -EBUSY);
 	sp_sim_ops.unprotect(sim, a, BASE + 6 * PS, 1);
 	/* Protecting an unmapped page fails and protects nothing. */
-	assert_int_equal(sp_sim_ops.protect(sim, a, BASE + 7 * PS, 2), -EFAULT);
+	assert_int_equal(sp_sim_ops.protect(sim, a, BASE + 7 * PS, 2, held), -EFAULT);
 }
 
 static unsigned injected;
@@ -289,7 +290,7 @@ static void test_injector(void **state)
 	write_val(a, 7, 2);
 	s = make_stable(2);
 	sp_sim_set_injector(sim, inject_one, NULL);
-	assert_int_equal(sp_sim_ops.protect(sim, a, BASE + 7 * PS, 1), 0);
+	assert_int_equal(sp_sim_ops.protect(sim, a, BASE + 7 * PS, 1, held), 0);
 	/* The write injected at the start of replace is queued, then lands
 	 * on the private copy after unprotect. */
 	assert_int_equal(sp_sim_ops.replace(sim, a, BASE + 7 * PS, 1, s), 0);

@@ -59,9 +59,13 @@ static const void *l_peek(void *be, void *sp, uintptr_t a, void *buf)
 	pthread_mutex_unlock(&sim_lock);
 	return p ? buf : NULL;
 }
-static int l_protect(void *be, void *sp, uintptr_t a, size_t n)
+static int l_cmp(void *be, void *sp, uintptr_t a, const void *k, int *o)
 {
-	return L(sp_sim_ops.protect(be, sp, a, n));
+	return L(sp_sim_ops.cmp(be, sp, a, k, o));
+}
+static int l_protect(void *be, void *sp, uintptr_t a, size_t n, uint8_t *h)
+{
+	return L(sp_sim_ops.protect(be, sp, a, n, h));
 }
 static void l_unprotect(void *be, void *sp, uintptr_t a, size_t n)
 {
@@ -106,7 +110,7 @@ static void l_srelease(void *be, sp_spage_t f, size_t n)
 }
 
 static const struct sp_backend_ops locked_ops = {
-	l_probe, l_state, l_peek, l_protect, l_unprotect, l_replace, l_zap,
+	l_probe, l_state, l_peek, l_cmp, l_protect, l_unprotect, l_replace, l_zap,
 	l_unmerge, l_salloc, l_swrite, l_speek, l_srelease,
 };
 
@@ -244,7 +248,11 @@ static void test_threads_and_fork(void **state)
 	/* Before any engine: our prepare then runs after the engine's. */
 	pthread_atfork(fork_prepare, fork_release, fork_release);
 	assert_int_equal(sp_sim_new(&g_sim), 0);
-	assert_int_equal(sp_engine_new(&locked_ops, g_sim, 5, &c.e), 0);
+	assert_int_equal(sp_engine_new(&(struct sp_engine_config){
+						.ops = &locked_ops,
+						.be = g_sim,
+						.seed = 5 },
+				       &c.e), 0);
 	for (unsigned s = 0; s < NSP; s++) {
 		assert_int_equal(sp_sim_space_new(g_sim, &c.sp[s]), 0);
 		assert_int_equal(sp_sim_map(g_sim, c.sp[s], BASE, NPG * PS,

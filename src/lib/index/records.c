@@ -7,17 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-void sp_chunktab_init(struct sp_chunktab *t, uint64_t *acct)
+void sp_chunktab_init(struct sp_chunktab *t, const struct sp_mem *mem)
 {
 	memset(t, 0, sizeof(*t));
 	t->free_head = UINT32_MAX;
-	t->acct = acct;
+	t->mem = *mem;
 }
 
 void sp_chunktab_destroy(struct sp_chunktab *t)
 {
-	*t->acct -= (uint64_t)t->cap * sizeof(uintptr_t);
-	free(t->slot);
+	sp_mem_free(&t->mem, t->slot, (size_t)t->cap * sizeof(uintptr_t));
 	t->slot = NULL;
 	t->cap = t->used = 0;
 }
@@ -38,10 +37,11 @@ static int id_alloc(struct sp_chunktab *t, uint32_t *id)
 
 		if (cap > SP_CHUNK_ID_MAX)
 			cap = SP_CHUNK_ID_MAX;
-		s = realloc(t->slot, (size_t)cap * sizeof(uintptr_t));
+		s = sp_mem_resize(&t->mem, t->slot,
+				  (size_t)t->cap * sizeof(uintptr_t),
+				  (size_t)cap * sizeof(uintptr_t));
 		if (!s)
 			return -ENOMEM;
-		*t->acct += (uint64_t)(cap - t->cap) * sizeof(uintptr_t);
 		t->slot = s;
 		t->cap = cap;
 	}
@@ -97,12 +97,11 @@ int sp_chunk_get(struct sp_chunktab *t, struct sp_rb_root *tree, void *owner,
 	err = id_alloc(t, &id);
 	if (err)
 		return err;
-	c = calloc(1, sizeof(*c));
+	c = sp_mem_alloc(&t->mem, sizeof(*c));
 	if (!c) {
 		id_free(t, id);
 		return -ENOMEM;
 	}
-	*t->acct += sizeof(*c);
 	c->owner = owner;
 	c->be_space = be_space;
 	c->window = w;
@@ -123,10 +122,9 @@ void sp_chunk_put(struct sp_chunktab *t, struct sp_rb_root *tree,
 	sp_rb_erase(&c->node, tree);
 	id_free(t, c->id);
 	t->nchunks--;
-	*t->acct -= sizeof(*c);
 #ifndef NDEBUG
 	memset(c, 0x6b, sizeof(*c));	/* poison: catch use after free */
 #endif
-	free(c);
+	sp_mem_free(&t->mem, c, sizeof(*c));
 }
 _Static_assert(sizeof(struct sp_rec) == 8, "page record grew: it is paid per page");

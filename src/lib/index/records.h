@@ -29,6 +29,7 @@
 
 #include <stdint.h>
 
+#include "../util/alloc.h"
 #include "../util/rbtree.h"
 
 enum sp_rec_state {
@@ -107,7 +108,7 @@ struct sp_chunktab {
 	uint32_t used;		/* slots ever handed out (ids < used) */
 	uint32_t free_head;	/* first free id, UINT32_MAX if none */
 	uint32_t nchunks;	/* live chunks */
-	uint64_t *acct;		/* metadata byte counter */
+	struct sp_mem mem;	/* allocator and metadata byte counter */
 };
 
 static inline uintptr_t chunk_window(uintptr_t addr)
@@ -135,9 +136,10 @@ static inline uintptr_t page_addr(const struct sp_chunk *c, unsigned slot)
 	return chunk_base(c) + ((uintptr_t)slot << 12);
 }
 
-/* sp_chunktab_init / destroy - an empty table counting its bytes in
- * *acct; destroy frees the table, not the chunks (free those first). */
-void sp_chunktab_init(struct sp_chunktab *t, uint64_t *acct);
+/* sp_chunktab_init / destroy - an empty table allocating from @mem (so
+ * do its chunks); destroy frees the table, not the chunks (free those
+ * first). */
+void sp_chunktab_init(struct sp_chunktab *t, const struct sp_mem *mem);
 void sp_chunktab_destroy(struct sp_chunktab *t);
 
 /* sp_chunk_by_id - the live chunk with this id, or NULL. */

@@ -13,7 +13,7 @@
 
 int sp_stable_init(struct sp_stable *st, const struct sp_backend_ops *ops,
 		   void *be, void *const *staging, uint64_t seed,
-		   uint64_t *acct)
+		   const struct sp_mem *mem, const struct sp_mem *fixed)
 {
 	memset(st, 0, sizeof(*st));
 	st->tree.root = SP_INIL;
@@ -22,16 +22,16 @@ int sp_stable_init(struct sp_stable *st, const struct sp_backend_ops *ops,
 	st->ops = ops;
 	st->be = be;
 	st->staging = staging;
-	st->acct = acct;
-	st->buf = malloc(2 * SP_PAGE_SIZE);
+	st->mem = *mem;
+	st->fixed = *fixed;
+	st->buf = sp_mem_alloc(&st->fixed, 2 * SP_PAGE_SIZE);
 	return st->buf ? 0 : -ENOMEM;
 }
 
 void sp_stable_destroy(struct sp_stable *st)
 {
-	*st->acct -= (uint64_t)st->cap * STRIDE;
-	free(st->node);
-	free(st->buf);
+	sp_mem_free(&st->mem, st->node, (size_t)st->cap * STRIDE);
+	sp_mem_free(&st->fixed, st->buf, 2 * SP_PAGE_SIZE);
 	st->node = NULL;
 	st->buf = NULL;
 	st->cap = 0;
@@ -54,10 +54,10 @@ static int node_alloc(struct sp_stable *st, uint32_t *out)
 
 		if (st->cap >= SN_TAIL - 4096)
 			return -ENOMEM;
-		n = realloc(st->node, (size_t)cap * STRIDE);
+		n = sp_mem_resize(&st->mem, st->node, (size_t)st->cap * STRIDE,
+				  (size_t)cap * STRIDE);
 		if (!n)
 			return -ENOMEM;
-		*st->acct += (uint64_t)(cap - st->cap) * STRIDE;
 		for (uint32_t i = cap; i-- > st->cap;) {
 			memset(&n[i], 0, STRIDE);
 			n[i].next = st->free_head;

@@ -34,6 +34,7 @@
 
 #include <stdint.h>
 
+#include "../util/alloc.h"
 #include "../util/itreap.h"
 #include "samepage.h"
 
@@ -64,17 +65,19 @@ struct sp_stable {
 	const struct sp_backend_ops *ops;
 	void *be;
 	void *const *staging;		/* staging page per slot (NEW content) */
-	void *buf;			/* scratch page for stable_peek */
-	uint64_t *acct;			/* metadata byte counter */
+	void *buf;			/* 2 scratch pages (fixed memory) */
+	struct sp_mem mem;		/* allocator, metadata byte counter */
+	struct sp_mem fixed;		/* same allocator, fixed-bytes counter */
 	/* counters, kept exact at every node change: */
 	uint64_t pages_shared, pages_sharing, chains, dups;
 };
 
 /* sp_stable_init - an empty tree over backend @ops/@be; NEW nodes read
- * their content from @staging[slot].  Return: 0 or -ENOMEM. */
+ * their content from @staging[slot]; nodes come from @mem, scratch
+ * from @fixed.  Return: 0 or -ENOMEM. */
 int sp_stable_init(struct sp_stable *st, const struct sp_backend_ops *ops,
 		   void *be, void *const *staging, uint64_t seed,
-		   uint64_t *acct);
+		   const struct sp_mem *mem, const struct sp_mem *fixed);
 /* sp_stable_destroy - free the pool; releases no page (see sp_stable_drain). */
 void sp_stable_destroy(struct sp_stable *st);
 

@@ -6,30 +6,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-void sp_unstable_init(struct sp_unstable *u, uint64_t seed, uint64_t *acct)
+void sp_unstable_init(struct sp_unstable *u, uint64_t seed,
+		      const struct sp_mem *mem)
 {
 	memset(u, 0, sizeof(*u));
 	u->tree.root = SP_INIL;
 	u->tree.seed = seed;
-	u->acct = acct;
+	u->mem = *mem;
 }
 
 void sp_unstable_destroy(struct sp_unstable *u)
 {
-	*u->acct -= (uint64_t)u->cap * sizeof(struct sp_unode);
-	free(u->node);
+	sp_mem_free(&u->mem, u->node, (size_t)u->cap * sizeof(struct sp_unode));
 	u->node = NULL;
 	u->n = u->cap = 0;
 }
 
 static void resize(struct sp_unstable *u, uint32_t cap)
 {
-	struct sp_unode *n = realloc(u->node, (size_t)cap * sizeof(*n));
+	struct sp_unode *n = sp_mem_resize(&u->mem, u->node,
+					   (size_t)u->cap * sizeof(*n),
+					   (size_t)cap * sizeof(*n));
 
-	if (!n && cap)
+	if (!n)
 		return;		/* keep the old arena; it still works */
-	*u->acct -= (uint64_t)u->cap * sizeof(*n);
-	*u->acct += (uint64_t)cap * sizeof(*n);
 	u->node = n;
 	u->cap = cap;
 }

@@ -25,6 +25,7 @@
 
 #include <stdint.h>
 
+#include "../util/alloc.h"
 #include "../util/itreap.h"
 
 #define SP_UREF_STABLE 0x80000000u
@@ -40,12 +41,13 @@ struct sp_unstable {
 	uint32_t n;		/* nodes used this pass */
 	uint32_t cap;		/* nodes allocated */
 	uint32_t peak;		/* most nodes used by one recent pass */
-	uint64_t *acct;		/* metadata byte counter */
+	struct sp_mem mem;	/* allocator and metadata byte counter */
 };
 
 /* sp_unstable_init / destroy - an empty tree whose priorities are seeded
- * with @seed, counting its arena's bytes in *acct. */
-void sp_unstable_init(struct sp_unstable *u, uint64_t seed, uint64_t *acct);
+ * with @seed, its arena allocated from @mem. */
+void sp_unstable_init(struct sp_unstable *u, uint64_t seed,
+		      const struct sp_mem *mem);
 void sp_unstable_destroy(struct sp_unstable *u);
 
 /*

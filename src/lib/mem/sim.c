@@ -19,6 +19,10 @@
  *     counts it and zeroes the frame, so tests see the data loss.
  *   - replace()/zap() of a page that is not write-protected is counted
  *     (unprotected_changes) for the same reason.
+ *   - A pinned frame (sp_sim_pin) cannot be held: protect() reports it,
+ *     as the Linux backend's move-out refuses a page pinned for DMA.
+ *     Pins keep the frame alive but do not make a write copy it (the
+ *     kernel keeps a pinned anonymous page exclusive to its owner).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -30,7 +34,8 @@
 #define PS SP_PAGE_SIZE
 
 struct sim_frame {
-	uint32_t ref;		/* 0: free */
+	uint32_t ref;		/* 0: free; includes pins */
+	uint32_t pins;		/* DMA pins (sp_sim_pin) */
 	uint8_t stable;		/* allocated by stable_write */
 	uint8_t tagged;		/* content generated from @tag, no @data */
 	uint8_t *data;		/* PS bytes, or NULL */
@@ -285,7 +290,8 @@ static int write_page(struct sp_sim *sim, struct sim_pte *pte,
 	uint32_t f = pte->frame;
 	int err;
 
-	if (!f || sim->frame[f].ref > 1 || sim->frame[f].stable) {
+	if (!f || sim->frame[f].ref - sim->frame[f].pins > 1 ||
+	    sim->frame[f].stable) {
 		uint32_t n;
 
 		err = frame_copy(sim, f, &n);
@@ -352,6 +358,22 @@ int sp_sim_write(struct sp_sim *sim, struct sp_sim_space *sp, uintptr_t addr,
 		addr += n;
 		s += n;
 		len -= n;
+	}
+	return 0;
+}
+
+int sp_sim_discard(struct sp_sim *sim, struct sp_sim_space *sp,
+		   uintptr_t addr, size_t len)
+{
+	if ((addr | len) & (PS - 1))
+		return -EINVAL;
+	if (!range_mapped(sp, addr, len / PS))
+		return -EFAULT;
+	for (size_t i = 0; i < len / PS; i++) {
+		struct sim_pte *pte = pte_of(sp, addr + i * PS, NULL);
+
+		frame_put(sim, pte->frame);
+		pte->frame = 0;
 	}
 	return 0;
 }
@@ -588,6 +610,43 @@ int sp_sim_fill_tag(struct sp_sim *sim, struct sp_sim_space *sp,
 	return 0;
 }
 
+int sp_sim_pin(struct sp_sim *sim, struct sp_sim_space *sp, uintptr_t addr,
+	       sp_frame_t *out)
+{
+	struct sim_pte *pte = pte_of(sp, addr, NULL);
+
+	if (!pte)
+		return -EFAULT;
+	if (!pte->frame)
+		return -ENOENT;
+	sim->frame[pte->frame].ref++;
+	sim->frame[pte->frame].pins++;
+	*out = pte->frame;
+	return 0;
+}
+
+void sp_sim_unpin(struct sp_sim *sim, sp_frame_t f)
+{
+	if (!f || f >= sim->nframe || !sim->frame[f].pins)
+		return;
+	sim->frame[f].pins--;
+	frame_put(sim, f);
+}
+
+int sp_sim_dma_write(struct sp_sim *sim, sp_frame_t f, size_t off,
+		     const void *src, size_t len)
+{
+	int err;
+
+	if (!f || f >= sim->nframe || !sim->frame[f].pins || off + len > PS)
+		return -EINVAL;
+	err = frame_materialize(sim, f);
+	if (err)
+		return err;
+	memcpy(sim->frame[f].data + off, src, len);
+	return 0;
+}
+
 sp_frame_t sp_sim_frame_of(struct sp_sim *sim, struct sp_sim_space *sp,
 			   uintptr_t addr)
 {
@@ -670,6 +729,8 @@ int sp_sim_check(struct sp_sim *sim, char *why, size_t whylen)
 	for (uint32_t p = 0; p < sim->store_cap; p++)
 		if (sim->store[p])
 			count[sim->store[p]]++;
+	for (uint32_t f = 1; f < sim->nframe; f++)
+		count[f] += sim->frame[f].pins;
 	for (uint32_t f = 1; f < sim->nframe; f++) {
 		if (sim->frame[f].ref != count[f])
 			FAIL("frame %u: refcount %u, %u references", f,
@@ -786,7 +847,25 @@ static const void *op_peek(void *be, void *space, uintptr_t addr, void *buf)
 	return pte ? frame_bytes(sim, pte->frame, buf) : NULL;
 }
 
-static int op_protect(void *be, void *space, uintptr_t addr, size_t n)
+static int op_cmp(void *be, void *space, uintptr_t addr, const void *key,
+		  int *order)
+{
+	struct sp_sim *sim = be;
+	uint8_t buf[PS];
+	struct sim_pte *pte;
+	int err = op_enter(sim, "cmp");
+
+	if (err)
+		return err;
+	pte = pte_of(space, addr, NULL);
+	if (!pte)
+		return -EFAULT;
+	*order = memcmp(key, frame_bytes(sim, pte->frame, buf), PS);
+	return 0;
+}
+
+static int op_protect(void *be, void *space, uintptr_t addr, size_t n,
+		      uint8_t *held)
 {
 	struct sp_sim *sim = be;
 	int err = op_enter(sim, "protect");
@@ -798,8 +877,12 @@ static int op_protect(void *be, void *space, uintptr_t addr, size_t n)
 	for (size_t i = 0; i < n; i++)
 		if (pte_of(space, addr + i * PS, NULL)->wp)
 			return -EBUSY;	/* protected twice: engine bug */
-	for (size_t i = 0; i < n; i++)
-		pte_of(space, addr + i * PS, NULL)->wp = 1;
+	for (size_t i = 0; i < n; i++) {
+		struct sim_pte *pte = pte_of(space, addr + i * PS, NULL);
+
+		held[i] = !pte->frame || !sim->frame[pte->frame].pins;
+		pte->wp = held[i];
+	}
 	return 0;
 }
 
@@ -882,7 +965,8 @@ static int op_unmerge(void *be, void *space, uintptr_t addr, size_t n)
 		if (!pte)
 			continue;
 		f = pte->frame;
-		if (f && sim->frame[f].ref == 1 && !sim->frame[f].stable)
+		if (f && sim->frame[f].ref - sim->frame[f].pins == 1 &&
+		    !sim->frame[f].stable)
 			continue;	/* already private */
 		err = frame_copy(sim, f, &nf);
 		if (err)
@@ -1004,6 +1088,7 @@ const struct sp_backend_ops sp_sim_ops = {
 	.probe = op_probe,
 	.state = op_state,
 	.peek = op_peek,
+	.cmp = op_cmp,
 	.protect = op_protect,
 	.unprotect = op_unprotect,
 	.replace = op_replace,

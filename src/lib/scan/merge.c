@@ -10,8 +10,10 @@
  * as one run as well), or consecutive zero pages.
  *
  * Every run follows the same protocol:
- *   protect the pages           (writers block from here on)
- *   compare their bytes again   (phase 1 read them unprotected)
+ *   hold the pages              (writers of every kind block from here on;
+ *                                a page the backend cannot hold, pinned
+ *                                for DMA say, drops out of the run)
+ *   compare their bytes again   (phase 1 read them unheld)
  *   replace / zap the verified  (maximal verified sub-runs, one call each)
  *   unprotect                   (blocked writers resume: their write lands
  *                                in a private copy of what is mapped now)
@@ -115,21 +117,38 @@ static void commit_sharer(struct sp_engine *e, struct sp_space *s,
 
 /* ---- zero pages ------------------------------------------------------ */
 
+/* Hold the pages of actions [i, j) at @va0 in backend space @sbe; held[]
+ * is indexed from i.  Return: 0, or -1 if the backend held none.
+ * Pages it could not hold are counted in pages_refused. */
+static int hold(struct sp_engine *e, void *sbe, uintptr_t va0, unsigned i,
+		unsigned j, uint8_t *held)
+{
+	if (e->ops->protect(e->be, sbe, va0, j - i, held)) {
+		e->c.scan_errors++;
+		return -1;
+	}
+	for (unsigned k = i; k < j; k++)
+		if (!held[k - i])
+			e->c.pages_refused++;
+	return 0;
+}
+
 static void run_zero(struct sp_engine *e, struct sp_window *w, unsigned i,
 		     unsigned j)
 {
 	struct sp_space *s = w->s;
 	uintptr_t va0 = act_va(w, &w->act[i]);
+	uint8_t held[SP_WINDOW];
 
-	if (e->ops->protect(e->be, s->be, va0, j - i)) {
-		e->c.scan_errors++;
+	if (hold(e, s->be, va0, i, j, held))
 		return;
-	}
 	for (unsigned k = i; k < j; k++) {
-		const void *p = e->ops->peek(e->be, s->be,
-					     act_va(w, &w->act[k]),
-					     scratch(e, 2));
+		const void *p;
 
+		if (!held[k - i])
+			continue;
+		p = e->ops->peek(e->be, s->be, act_va(w, &w->act[k]),
+				 scratch(e, 2));
 		w->act[k].ok = p && !memcmp(p, zero_page, SP_PAGE_SIZE);
 		if (!w->act[k].ok)
 			e->c.merge_races++;
@@ -159,22 +178,23 @@ static void run_join(struct sp_engine *e, struct sp_window *w, unsigned i,
 	struct sp_stable *st = &e->stable;
 	struct sp_space *s = w->s;
 	uintptr_t va0 = act_va(w, &w->act[i]);
+	uint8_t held[SP_WINDOW];
 
 	if (!join_target_ok(e, &w->act[i])) {	/* its pair failed */
 		assert(j == i + 1);
 		sp_stable_unpend(st, w->act[i].snode);
 		return;
 	}
-	if (e->ops->protect(e->be, s->be, va0, j - i)) {
-		e->c.scan_errors++;
+	if (hold(e, s->be, va0, i, j, held))
 		goto unpend;
-	}
 	for (unsigned k = i; k < j; k++) {
-		const void *p = e->ops->peek(e->be, s->be,
-					     act_va(w, &w->act[k]),
-					     scratch(e, 2));
-		const void *c = sp_stable_content(st, w->act[k].snode);
+		const void *p, *c;
 
+		if (!held[k - i])
+			continue;
+		p = e->ops->peek(e->be, s->be, act_va(w, &w->act[k]),
+				 scratch(e, 2));
+		c = sp_stable_content(st, w->act[k].snode);
 		w->act[k].ok = p && c && !memcmp(p, c, SP_PAGE_SIZE);
 		if (!w->act[k].ok)
 			e->c.merge_races++;
@@ -231,35 +251,44 @@ static void run_pair(struct sp_engine *e, struct sp_window *w, unsigned i,
 	struct sp_space *qs = qc->owner;
 	uintptr_t va0 = act_va(w, &w->act[i]), qva0 = q_va(e, &w->act[i]);
 	unsigned n = j - i;
+	uint8_t held[SP_WINDOW], qheld[SP_WINDOW];
 
 	if (pair_pages(e, w, i, j)) {
 		e->c.scan_errors++;
 		goto commit;
 	}
-	if (e->ops->protect(e->be, s->be, va0, n)) {
-		e->c.scan_errors++;
+	if (hold(e, s->be, va0, i, j, held))
 		goto commit;
-	}
-	if (e->ops->protect(e->be, qs->be, qva0, n)) {
+	if (hold(e, qs->be, qva0, i, j, qheld)) {
 		e->ops->unprotect(e->be, s->be, va0, n);
-		e->c.scan_errors++;
 		goto commit;
 	}
 	for (unsigned k = i; k < j; k++) {
 		struct sp_action *a = &w->act[k];
-		const void *c = sp_stable_content(st, a->snode);
-		const void *p = e->ops->peek(e->be, s->be, act_va(w, a),
-					     scratch(e, 1));
-		const void *q = e->ops->peek(e->be, qs->be, q_va(e, a),
-					     scratch(e, 2));
+		const void *c = sp_stable_content(st, a->snode), *p, *q;
 
-		a->qok = a->ok = c && p && q && !memcmp(p, c, SP_PAGE_SIZE) &&
-				 !memcmp(q, c, SP_PAGE_SIZE);
-		if (!a->ok)
+		if (qheld[k - i]) {
+			q = e->ops->peek(e->be, qs->be, q_va(e, a), scratch(e, 2));
+			a->qok = c && q && !memcmp(q, c, SP_PAGE_SIZE);
+		}
+		if (held[k - i]) {
+			p = e->ops->peek(e->be, s->be, act_va(w, a), scratch(e, 1));
+			a->ok = c && p && !memcmp(p, c, SP_PAGE_SIZE);
+		}
+		if ((held[k - i] && !a->ok) || (qheld[k - i] && !a->qok))
 			e->c.merge_races++;
+		/*
+		 * Our page failed (pinned, or written) but the partner holds
+		 * the content: if later pages of the window wait to join this
+		 * stable page, map the partner alone so that they find one,
+		 * as KSM leaves the partner in the unstable tree for them.
+		 * Otherwise no stable page is made for a single sharer.
+		 */
+		if (!a->ok && sn(st, a->snode)->pending <= 2)
+			a->qok = 0;
+		a->ok = a->ok && a->qok;
 	}
-	/* The partner first: if its replace fails, ours is not attempted,
-	 * so no stable page is left with a single sharer by our choice. */
+	/* The partner first: if its replace fails, ours is not attempted. */
 #define REPLACE_Q(a, nn)                                                     \
 	(e->c.replace_calls++,                                               \
 	 e->ops->replace(e->be, qs->be, q_va(e, &w->act[a]), (nn),           \
@@ -267,7 +296,7 @@ static void run_pair(struct sp_engine *e, struct sp_window *w, unsigned i,
 	FOR_SUBRUNS(w, i, j, qok, REPLACE_Q);
 #undef REPLACE_Q
 	for (unsigned k = i; k < j; k++)
-		w->act[k].ok = w->act[k].qok;
+		w->act[k].ok = w->act[k].ok && w->act[k].qok;
 #define REPLACE_P(a, nn)                                                     \
 	(e->c.replace_calls++,                                               \
 	 e->ops->replace(e->be, s->be, act_va(w, &w->act[a]), (nn),          \

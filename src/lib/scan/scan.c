@@ -21,12 +21,14 @@
  *      inserted.
  *
  * Phase 1 reads pages but never changes memory: decisions become actions
- * that phase 2 (merge.c) executes in runs, under write protection, after
- * comparing the bytes again.  To let later pages of the same window find
- * a stable page that phase 2 has yet to create, a pair's new stable node
- * enters the stable tree at once, NEW, with a snapshot of the page as its
- * content (a staging buffer); phase 2 writes that snapshot to the store,
- * so the node's content never changes.
+ * that phase 2 (merge.c) executes in runs, on held pages, after comparing
+ * the bytes again.  Each decision works on a private snapshot of the page
+ * (the key), never on the live page, which a writer may change while a
+ * tree is walked: the stable tree must only ever hold a node where its
+ * content belongs.  To let later pages of the same window find a stable
+ * page that phase 2 has yet to create, a pair's new stable node enters
+ * the stable tree at once, NEW, with the key as its content (a staging
+ * copy); phase 2 writes exactly that to the store.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -162,21 +164,24 @@ static int should_skip(struct sp_engine *e, struct sp_rec *r)
 
 /* ---- the unstable tree ----------------------------------------------- */
 
-/* Live content of unstable node @i naming page @ref, or NULL if the node
- * is dead (see unstable.h) or names the page being scanned. */
-static const void *unode_page(struct sp_engine *e, uint32_t i, uint32_t ref,
-			      uint32_t self, void *buf)
+/* Compare @key with the live page of unstable node @i naming page @ref.
+ * Return: 0 and *order set, or -1 if the node is dead (see unstable.h),
+ * names the page being scanned, or its page cannot be read. */
+static int unode_cmp(struct sp_engine *e, uint32_t i, uint32_t ref,
+		     uint32_t self, const void *key, int *order)
 {
 	struct sp_chunk *c = sp_chunk_by_id(&e->chunks, ref >> SP_CHUNK_SHIFT);
 	unsigned slot = ref & (SP_CHUNK_PAGES - 1);
 	struct sp_rec *r;
 
 	if (!c || ref == self)
-		return NULL;
+		return -1;
 	r = &c->rec[slot];
 	if (rec_state(r) != REC_UNSTABLE || r->link != i)
-		return NULL;
-	return e->ops->peek(e->be, c->be_space, page_addr(c, slot), buf);
+		return -1;
+	if (e->ops->cmp(e->be, c->be_space, page_addr(c, slot), key, order))
+		return -1;
+	return 0;
 }
 
 /* Content a stable ref routes by, or NULL if the stable node is gone. */
@@ -215,9 +220,9 @@ static uint32_t unstable_search_insert(struct sp_engine *e, const void *key,
 			if (r == 0)
 				r = 1;
 		} else {
-			c = unode_page(e, i, ref, self, scratch(e, 1));
-			r = c ? memcmp(key, c, SP_PAGE_SIZE) : -1;
-			if (r == 0)
+			if (unode_cmp(e, i, ref, self, key, &r))
+				r = -1;
+			else if (r == 0)
 				return i;
 		}
 		if (sp_ipath_push(&path, i, r > 0) < 0)
@@ -250,17 +255,17 @@ static int stage(struct sp_engine *e, struct sp_window *w, const void *p)
 	unsigned k = w->nstage;
 
 	if (!e->staging[k]) {
-		e->staging[k] = malloc(SP_PAGE_SIZE);
+		e->staging[k] = sp_mem_alloc(&e->fixed, SP_PAGE_SIZE);
 		if (!e->staging[k])
 			return -1;
-		e->fixed_bytes += SP_PAGE_SIZE;
 	}
 	memcpy(e->staging[k], p, SP_PAGE_SIZE);
 	w->nstage++;
 	return (int)k;
 }
 
-/* Steps 5-7 for a page whose checksum held; @p is its content. */
+/* Steps 5-7 for a page whose checksum held; @p is its content as the
+ * backend gave it. */
 static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
 		   struct sp_rec *r, uint32_t self, const void *p)
 {
@@ -270,6 +275,10 @@ static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
 	struct sp_action *a;
 	int slot;
 
+	/* The key: a private snapshot that no writer can change mid-walk. */
+	if (p != scratch(e, 0))
+		memcpy(scratch(e, 0), p, SP_PAGE_SIZE);
+	p = scratch(e, 0);
 	if (e->knob[SP_KNOB_USE_ZERO_PAGES] && rec_csum(r) == e->zero_csum &&
 	    is_zero(p)) {
 		act_add(w, i, ACT_ZERO);
@@ -294,27 +303,13 @@ static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
 	}
 	if (q == SP_INIL)
 		return;
-	/*
-	 * @q's page equals ours: start a stable page from a snapshot of
-	 * ours.  The walks above used the live page as their key, and a
-	 * writer may have changed it meanwhile; the stable tree must only
-	 * ever hold a node where its (immutable) content belongs, so walk it
-	 * again with the snapshot.
-	 */
+	/* @q's page equals our key: a new stable page with the key as its
+	 * content, placed where the stable walk (keyed by the same bytes)
+	 * said; nothing changed the stable tree since. */
 	slot = stage(e, w, p);
 	if (slot < 0)
 		return;
-	d = sp_stable_search(st, e->staging[slot],
-			     e->knob[SP_KNOB_MAX_PAGE_SHARING], &spath, &match);
-	if (d != SP_INIL) {
-		/* It changed into a stable page's content: join that. */
-		w->nstage--;
-		sn(st, d)->pending++;
-		act_add(w, i, ACT_JOIN)->snode = d;
-		return;
-	}
-	if ((match == SP_INIL && spath.depth > SP_IPATH_MAX) ||
-	    sp_stable_new(st, (uint32_t)slot, &spath, match, &node)) {
+	if (sp_stable_new(st, (uint32_t)slot, &spath, match, &node)) {
 		w->nstage--;
 		return;
 	}
@@ -392,7 +387,7 @@ static unsigned scan_page(struct sp_engine *e, struct sp_window *w,
 	e->c.pages_scanned++;
 	p = e->ops->peek(e->be, s->be, va, scratch(e, 0));
 	if (!p)
-		return 1;
+		return 1;	/* unreadable now (unmapped): next pass */
 	csum = (uint32_t)sp_hash_page(p) & REC_CSUM_MASK;
 	if (first || csum != rec_csum(r)) {
 		rec_set_csum(r, csum);	/* volatile this pass */

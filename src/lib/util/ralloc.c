@@ -26,19 +26,26 @@ static void bits_set(uint64_t *b, uint32_t first, uint32_t n, int val)
 	}
 }
 
-void sp_ralloc_init(struct sp_ralloc *ra, uint32_t limit, uint64_t *acct)
+void sp_ralloc_init(struct sp_ralloc *ra, uint32_t limit,
+		    const struct sp_mem *mem)
 {
+	static uint64_t uncounted;
+
 	memset(ra, 0, sizeof(*ra));
 	ra->limit = limit;
-	ra->acct = acct;
+	if (mem)
+		ra->mem = *mem;
+	else
+		ra->mem = (struct sp_mem){ &sp_libc_allocator, &uncounted };
 }
 
 void sp_ralloc_destroy(struct sp_ralloc *ra)
 {
-	if (ra->acct)
-		*ra->acct -= ra->cap_words * sizeof(uint64_t);
-	free(ra->bits);
-	memset(ra, 0, sizeof(*ra));
+	sp_mem_free(&ra->mem, ra->bits, ra->cap_words * sizeof(uint64_t));
+	ra->bits = NULL;
+	ra->cap_words = 0;
+	ra->top = ra->rover = 0;
+	ra->nfree = 0;
 }
 
 static int grow(struct sp_ralloc *ra, uint64_t top)
@@ -51,12 +58,10 @@ static int grow(struct sp_ralloc *ra, uint64_t top)
 	cap = ra->cap_words ? ra->cap_words : 16;
 	while (cap < need)
 		cap *= 2;
-	b = realloc(ra->bits, cap * sizeof(uint64_t));
+	b = sp_mem_resize(&ra->mem, ra->bits, ra->cap_words * sizeof(uint64_t),
+			  cap * sizeof(uint64_t));
 	if (!b)
 		return -ENOMEM;
-	memset(b + ra->cap_words, 0, (cap - ra->cap_words) * sizeof(uint64_t));
-	if (ra->acct)
-		*ra->acct += (cap - ra->cap_words) * sizeof(uint64_t);
 	ra->bits = b;
 	ra->cap_words = cap;
 	return 0;

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "alloc.h"
+
 struct sp_ralloc {
 	uint64_t *bits;		/* allocation bitmap, cap_words words */
 	size_t cap_words;
@@ -23,11 +25,13 @@ struct sp_ralloc {
 	uint32_t limit;		/* numbers must stay below this */
 	uint32_t rover;		/* where the next search starts */
 	uint64_t nfree;		/* clear bits below top */
-	uint64_t *acct;		/* optional byte counter for the bitmap */
+	struct sp_mem mem;	/* where the bitmap lives */
 };
 
-/* sp_ralloc_init - an empty allocator of numbers below @limit. */
-void sp_ralloc_init(struct sp_ralloc *ra, uint32_t limit, uint64_t *acct);
+/* sp_ralloc_init - an empty allocator of numbers below @limit whose
+ * bitmap comes from @mem (NULL: libc, uncounted). */
+void sp_ralloc_init(struct sp_ralloc *ra, uint32_t limit,
+		    const struct sp_mem *mem);
 void sp_ralloc_destroy(struct sp_ralloc *ra);
 
 /*
