@@ -529,6 +529,111 @@ SP_API void sp_sim_set_injector(struct sp_sim *sim, sp_sim_injector_fn fn,
  */
 SP_API void sp_sim_fault_next(struct sp_sim *sim, const char *op, int err);
 
+/* ===================================================================== */
+/* 4. The in-process agent (Linux): merging this process's memory         */
+/* ===================================================================== */
+
+/*
+ * The agent merges the memory of the process it runs in, with the Linux
+ * backend, from a scanner thread of its own (KSM's ksmd).  One agent per
+ * process.  It needs a userfaultfd with UFFDIO_MOVE (Linux 6.8+; root,
+ * vm.unprivileged_userfaultfd=1, or access to /dev/userfaultfd): without
+ * one there is no way to hold a page with no write lost, and
+ * sp_agent_start() refuses, saying why.
+ *
+ * Registered memory keeps anonymous-memory semantics only if its mapping
+ * changes go through the agent (sp_agent_discard/unmap/remap/protect):
+ * the agent serialises them with merging.  A raw munmap of registered
+ * memory is survived (reads are guarded), but a raw MADV_DONTNEED on a
+ * merged page brings back the page's merged content instead of zeros.
+ */
+struct sp_agent;
+
+struct sp_agent_config {
+	int run;		/* initial KSM run state: 0 stopped, 1 scanning */
+	uint64_t seed;		/* tree balance seed, 0: random */
+};
+
+/* Backend and agent figures, for tests, benchmarks and `samepage stat`. */
+struct sp_agent_stats {
+	uint64_t moves;			/* pages moved out to be held */
+	uint64_t moves_refused;		/* move-outs the kernel refused (pinned) */
+	uint64_t replaces;		/* mmap calls mapping stable runs */
+	uint64_t punches;		/* stable pages given back (hole punched) */
+	uint64_t pending_release;	/* released, still reachable: kept */
+	uint64_t vma_refusals;		/* merges refused to stay in the budget */
+	uint64_t vmas;			/* VMAs of the process (last count) */
+	uint64_t vma_budget;		/* the agent adds mappings only below */
+	uint64_t store_bytes;		/* stable pages allocated (not yet punched) */
+	uint64_t guard_faults;		/* reads that faulted (page vanished) */
+	uint64_t slow_reads;		/* reads through /proc/self/mem */
+	uint64_t passes;		/* passes the scanner completed */
+	uint64_t backend_bytes;		/* the backend's own metadata */
+	uint64_t held_waits;		/* accesses that waited on a held page */
+};
+
+/*
+ * sp_agent_start - start merging this process's memory.
+ * Return: 0 and *out; -EPERM / -ENOSYS (no usable userfaultfd: @why says
+ * what is missing), -EBUSY (an agent runs already), -ENOMEM.
+ * Context: any thread.  Registers fork handlers: a child keeps its
+ * memory intact and gets an agent of its own, scanning.
+ */
+SP_API int sp_agent_start(const struct sp_agent_config *cfg,
+			  struct sp_agent **out, char *why, size_t whylen);
+
+/* sp_agent_stop - stop scanning and free the agent.  Merged pages stay
+ * merged (as when ksmd stops); call sp_agent_set_run(a, 2) first to
+ * unmerge them. */
+SP_API void sp_agent_stop(struct sp_agent *a);
+
+/* sp_agent_engine - the engine, for knobs and counters (sp_knob_set,
+ * sp_stats_get, sp_space_stats_get with sp_agent_space). */
+SP_API struct sp_engine *sp_agent_engine(struct sp_agent *a);
+SP_API struct sp_space *sp_agent_space(struct sp_agent *a);
+
+/* sp_agent_register / unregister - MADV_MERGEABLE / MADV_UNMERGEABLE on
+ * [addr, addr+len) of this process, as sp_register / sp_unregister. */
+SP_API int sp_agent_register(struct sp_agent *a, void *addr, size_t len);
+SP_API int sp_agent_unregister(struct sp_agent *a, void *addr, size_t len);
+
+/*
+ * sp_agent_merge_now - scan at full speed until every registered range
+ * has been through enough passes to merge what can be merged (three
+ * from now: the pass under way, a pass that records checksums, a pass
+ * that merges), then return.  Works whatever the run state.
+ * Return: 0, or -ETIMEDOUT after @timeout_ms (0: no limit).
+ */
+SP_API int sp_agent_merge_now(struct sp_agent *a, unsigned timeout_ms);
+
+/*
+ * sp_agent_set_run - KSM's run: 0 stop (merged pages stay), 1 scan, 2
+ * unmerge everything and stop (ranges stay registered).  Return: 0,
+ * -EINVAL, or unmerge's error (run is then 0, as in the kernel).
+ */
+SP_API int sp_agent_set_run(struct sp_agent *a, int run);
+SP_API int sp_agent_get_run(struct sp_agent *a);
+
+/*
+ * The program's memory calls on registered memory, with anonymous
+ * semantics kept (each returns 0 or -errno, mremap's new address or
+ * MAP_FAILED with errno set, as the syscall would):
+ *   discard - MADV_DONTNEED: the range reads zeros afterwards (a merged
+ *             page does not come back), registration kept;
+ *   unmap   - munmap, forgetting the range;
+ *   remap   - mremap; registered parts stay registered at the new place;
+ *   protect - mprotect (merged pages stay merged; PROT_NONE pages merge).
+ */
+SP_API int sp_agent_discard(struct sp_agent *a, void *addr, size_t len);
+SP_API int sp_agent_unmap(struct sp_agent *a, void *addr, size_t len);
+SP_API void *sp_agent_remap(struct sp_agent *a, void *old, size_t oldlen,
+			    size_t newlen, int flags, void *new_addr);
+SP_API int sp_agent_protect(struct sp_agent *a, void *addr, size_t len,
+			    int prot);
+
+/* sp_agent_stats_get - the backend's and scanner's figures. */
+SP_API void sp_agent_stats_get(struct sp_agent *a, struct sp_agent_stats *st);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,7 +4,7 @@
 # names what is missing and fails.
 set -eu
 
-PKGS="meson ninja-build pkg-config gcc libxxhash-dev libcmocka-dev"
+PKGS="meson ninja-build pkg-config gcc libxxhash-dev libcmocka-dev liburing-dev"
 
 missing=""
 for p in $PKGS; do

@@ -1,0 +1,555 @@
+/*
+ * agent.c - the in-process agent: KSM's ksmd for the memory of this
+ * process, over the Linux backend.
+ *
+ * A scanner thread calls sp_scan() every sleep_millisecs with a budget
+ * of pages_to_scan pages (at full speed while sp_agent_merge_now() waits)
+ * and runs the backend's upkeep after each pass.  It is the only thread
+ * that holds pages: its stack is a mapping of our own allocator and it
+ * blocks every signal but the synchronous ones, so it never touches a
+ * page it has moved out, and no handler of the program runs on it.
+ *
+ * Locking (in this order):
+ *   mem_lock   serialises scanning with the program's memory changes
+ *              made through the agent (discard, unmap, remap, protect),
+ *              registration, unmerging, and the backend's upkeep;
+ *   the engine lock (taken inside the engine calls);
+ *   lock       the scanner's control state (run, urgent, passes, stop);
+ *              never held around an engine call.
+ * Fork: our handlers are registered after the engine's, so fork's
+ * prepare stage takes mem_lock and lock before the engine locks; the
+ * child gets a backend of its own (lx_fork_child) and a new scanner.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "engine.h"
+#include "mem/linux.h"
+
+#define STACK_SIZE (1u << 20)
+#define URGENT_BUDGET (1u << 16)
+
+struct sp_agent {
+	struct sp_linux *lx;
+	struct sp_engine *e;
+	struct sp_space *s;
+	pthread_mutex_t mem_lock;	/* see the top of the file */
+	pthread_mutex_t lock;		/* protects the fields below */
+	pthread_cond_t wake;		/* the scanner waits here */
+	pthread_cond_t passed;		/* merge_now waits here */
+	int run;			/* 0 stopped, 1 scanning */
+	unsigned urgent;		/* merge_now callers waiting */
+	uint64_t passes;		/* passes completed by the scanner */
+	int stop;			/* the scanner must exit */
+	int scanning;			/* a scanner thread exists */
+	pthread_t thread;
+	void *stack;			/* the scanner's stack (excluded) */
+	char why[256];			/* why merging stopped, if it did */
+};
+
+/* The agent of this process, for the fork handlers.  agents_lock
+ * protects it (and start/stop); taken before mem_lock. */
+static pthread_mutex_t agents_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sp_agent *the_agent;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+/* ---- the scanner ------------------------------------------------------- */
+
+static void timed_wait(pthread_cond_t *c, pthread_mutex_t *m, uint64_t ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(c, m, &ts);
+}
+
+static void *scanner(void *arg)
+{
+	struct sp_agent *a = arg;
+	sigset_t set;
+
+	/* Only faults reach us: a program's handler never runs here. */
+	sigfillset(&set);
+	sigdelset(&set, SIGSEGV);
+	sigdelset(&set, SIGBUS);
+	sigdelset(&set, SIGFPE);
+	sigdelset(&set, SIGILL);
+	pthread_sigmask(SIG_SETMASK, &set, NULL);
+
+	pthread_mutex_lock(&a->lock);
+	while (!a->stop) {
+		uint64_t budget, sleep_ms;
+		int urgent, r;
+
+		if (a->run != 1 && !a->urgent) {
+			pthread_cond_wait(&a->wake, &a->lock);
+			continue;
+		}
+		urgent = a->urgent > 0;
+		pthread_mutex_unlock(&a->lock);
+
+		sp_knob_get(a->e, SP_KNOB_PAGES_TO_SCAN, &budget);
+		sp_knob_get(a->e, SP_KNOB_SLEEP_MILLISECS, &sleep_ms);
+		if (urgent)
+			budget = URGENT_BUDGET;
+		pthread_mutex_lock(&a->mem_lock);
+		r = sp_scan(a->e, (unsigned)budget);
+		if (r == 0)
+			lx_maintain(a->lx);
+		pthread_mutex_unlock(&a->mem_lock);
+
+		pthread_mutex_lock(&a->lock);
+		if (r == 0) {
+			a->passes++;
+			pthread_cond_broadcast(&a->passed);
+		}
+		if (!a->urgent && !a->stop && sleep_ms)
+			timed_wait(&a->wake, &a->lock, sleep_ms);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+static int scanner_start(struct sp_agent *a)
+{
+	pthread_attr_t attr;
+	int err;
+
+	if (!a->stack) {
+		a->stack = lx_map(STACK_SIZE);
+		if (!a->stack)
+			return -ENOMEM;
+		/* A guard page at the bottom. */
+		mprotect(a->stack, LX_PS, PROT_NONE);
+	}
+	pthread_attr_init(&attr);
+	pthread_attr_setstack(&attr, a->stack, STACK_SIZE);
+	a->stop = 0;
+	err = -pthread_create(&a->thread, &attr, scanner, a);
+	pthread_attr_destroy(&attr);
+	a->scanning = !err;
+	return err;
+}
+
+static void scanner_stop(struct sp_agent *a)
+{
+	if (!a->scanning)
+		return;
+	pthread_mutex_lock(&a->lock);
+	a->stop = 1;
+	pthread_cond_broadcast(&a->wake);
+	pthread_mutex_unlock(&a->lock);
+	pthread_join(a->thread, NULL);
+	a->scanning = 0;
+}
+
+/* ---- fork ------------------------------------------------------------- */
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&agents_lock);
+	if (the_agent) {
+		pthread_mutex_lock(&the_agent->mem_lock);
+		pthread_mutex_lock(&the_agent->lock);
+	}
+}
+
+static void fork_parent(void)
+{
+	if (the_agent) {
+		lx_fork_parent(the_agent->lx);
+		pthread_mutex_unlock(&the_agent->lock);
+		pthread_mutex_unlock(&the_agent->mem_lock);
+	}
+	pthread_mutex_unlock(&agents_lock);
+}
+
+static void fork_child(void)
+{
+	struct sp_agent *a = the_agent;
+
+	pthread_mutex_init(&agents_lock, NULL);
+	lx_alloc_child();
+	if (!a)
+		return;
+	pthread_mutex_init(&a->mem_lock, NULL);
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->wake, NULL);
+	pthread_cond_init(&a->passed, NULL);
+	a->scanning = 0;
+	a->urgent = 0;
+	/* Our own userfaultfd and store; the scanner thread did not come
+	 * with us. */
+	if (lx_fork_child(a->lx, a->why, sizeof(a->why)) == 0)
+		scanner_start(a);
+	else
+		a->run = 0;
+}
+
+static void fork_setup(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+/* ---- life ------------------------------------------------------------- */
+
+int sp_agent_start(const struct sp_agent_config *cfg, struct sp_agent **out,
+		   char *why, size_t whylen)
+{
+	struct sp_engine_config ec = { .ops = &lx_ops,
+				       .alloc = &lx_allocator };
+	struct sp_agent *a;
+	char dummy[8];
+	int err;
+
+	if (!why) {
+		why = dummy;
+		whylen = sizeof(dummy);
+	}
+	why[0] = 0;
+	pthread_mutex_lock(&agents_lock);
+	if (the_agent) {
+		pthread_mutex_unlock(&agents_lock);
+		snprintf(why, whylen, "an agent already runs in this process");
+		return -EBUSY;
+	}
+	a = lx_allocator.alloc(NULL, sizeof(*a));
+	if (!a) {
+		pthread_mutex_unlock(&agents_lock);
+		return -ENOMEM;
+	}
+	err = lx_new(&a->lx, why, whylen);
+	if (err)
+		goto out_free;
+	ec.be = a->lx;
+	ec.seed = cfg ? cfg->seed : 0;
+	/* The engine first: its fork handlers must be registered before
+	 * ours, so that ours take mem_lock before the engine lock. */
+	err = sp_engine_new(&ec, &a->e);
+	if (err)
+		goto out_lx;
+	err = sp_space_add(a->e, a->lx, &a->s);
+	if (err)
+		goto out_engine;
+	pthread_once(&fork_once, fork_setup);
+	pthread_mutex_init(&a->mem_lock, NULL);
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->wake, NULL);
+	pthread_cond_init(&a->passed, NULL);
+	a->run = cfg ? cfg->run : 1;
+	err = scanner_start(a);
+	if (err)
+		goto out_engine;
+	the_agent = a;
+	pthread_mutex_unlock(&agents_lock);
+	*out = a;
+	return 0;
+
+out_engine:
+	sp_engine_free(a->e);
+out_lx:
+	lx_free(a->lx);
+out_free:
+	lx_allocator.free(NULL, a, sizeof(*a));
+	pthread_mutex_unlock(&agents_lock);
+	return err;
+}
+
+void sp_agent_stop(struct sp_agent *a)
+{
+	if (!a)
+		return;
+	pthread_mutex_lock(&agents_lock);
+	scanner_stop(a);
+	if (the_agent == a)
+		the_agent = NULL;
+	pthread_mutex_unlock(&agents_lock);
+	pthread_mutex_lock(&a->mem_lock);
+	lx_maintain(a->lx);
+	pthread_mutex_unlock(&a->mem_lock);
+	/* Engine metadata goes; merged pages keep their mappings (and
+	 * through them their stable pages). */
+	sp_engine_free(a->e);
+	lx_free(a->lx);
+	if (a->stack)
+		lx_unmap(a->stack, STACK_SIZE);
+	pthread_mutex_destroy(&a->mem_lock);
+	pthread_mutex_destroy(&a->lock);
+	pthread_cond_destroy(&a->wake);
+	pthread_cond_destroy(&a->passed);
+	lx_allocator.free(NULL, a, sizeof(*a));
+}
+
+struct sp_engine *sp_agent_engine(struct sp_agent *a)
+{
+	return a->e;
+}
+
+struct sp_space *sp_agent_space(struct sp_agent *a)
+{
+	return a->s;
+}
+
+/* ---- control ---------------------------------------------------------- */
+
+int sp_agent_merge_now(struct sp_agent *a, unsigned timeout_ms)
+{
+	struct timespec until;
+	uint64_t target;
+	int err = 0, done;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&a->lock);
+	if (!a->scanning) {
+		pthread_mutex_unlock(&a->lock);
+		return -EPERM;
+	}
+	target = a->passes + 3;
+	a->urgent++;
+	pthread_cond_broadcast(&a->wake);
+	while (a->passes < target && !err) {
+		if (timeout_ms)
+			err = pthread_cond_timedwait(&a->passed, &a->lock, &until);
+		else
+			pthread_cond_wait(&a->passed, &a->lock);
+	}
+	a->urgent--;
+	done = a->passes >= target;
+	pthread_mutex_unlock(&a->lock);
+	return done ? 0 : -ETIMEDOUT;
+}
+
+int sp_agent_set_run(struct sp_agent *a, int run)
+{
+	int err = 0;
+
+	if (run < 0 || run > 2)
+		return -EINVAL;
+	if (run == 2) {
+		pthread_mutex_lock(&a->mem_lock);
+		err = sp_unmerge_all(a->e);
+		lx_maintain(a->lx);
+		pthread_mutex_unlock(&a->mem_lock);
+		run = 0;
+	}
+	pthread_mutex_lock(&a->lock);
+	a->run = run;
+	pthread_cond_broadcast(&a->wake);
+	pthread_mutex_unlock(&a->lock);
+	return err;
+}
+
+int sp_agent_get_run(struct sp_agent *a)
+{
+	int run;
+
+	pthread_mutex_lock(&a->lock);
+	run = a->run;
+	pthread_mutex_unlock(&a->lock);
+	return run;
+}
+
+/* ---- the program's memory calls ----------------------------------------- */
+
+int sp_agent_register(struct sp_agent *a, void *addr, size_t len)
+{
+	int err;
+
+	pthread_mutex_lock(&a->mem_lock);
+	lx_refresh_badflags(a->lx);
+	err = sp_register(a->e, a->s, (uintptr_t)addr, len);
+	pthread_mutex_unlock(&a->mem_lock);
+	return err;
+}
+
+int sp_agent_unregister(struct sp_agent *a, void *addr, size_t len)
+{
+	int err;
+
+	pthread_mutex_lock(&a->mem_lock);
+	err = sp_unregister(a->e, a->s, (uintptr_t)addr, len);
+	pthread_mutex_unlock(&a->mem_lock);
+	return err;
+}
+
+static int check_range(void *addr, size_t len, uintptr_t *end)
+{
+	uintptr_t s = (uintptr_t)addr;
+
+	if (s & (LX_PS - 1))
+		return -EINVAL;
+	len = (len + LX_PS - 1) & ~(size_t)(LX_PS - 1);
+	if (s + len < s)
+		return -EINVAL;
+	*end = s + len;
+	return 0;
+}
+
+int sp_agent_discard(struct sp_agent *a, void *addr, size_t len)
+{
+	uintptr_t end, p;
+	int err;
+
+	err = check_range(addr, len, &end);
+	if (err || (uintptr_t)addr == end)
+		return err;
+	pthread_mutex_lock(&a->mem_lock);
+	/* The memory first: merged parts become fresh anonymous memory
+	 * (MADV_DONTNEED would bring their merged content back), the rest
+	 * is discarded as usual.  Then the engine forgets their records. */
+	for (p = (uintptr_t)addr; p < end && !err;) {
+		uintptr_t vs, ve;
+		int prot, ours, r = lx_query_store(a->lx, p, &vs, &ve, &prot,
+						   &ours);
+
+		if (r < 0 || (r == 1 && vs >= end)) {
+			err = -ENOMEM;	/* a hole, as madvise says */
+			break;
+		}
+		if (r == 1) {
+			err = -ENOMEM;
+			p = vs;
+			continue;
+		}
+		if (ve > end)
+			ve = end;
+		if (ours) {
+			if (mmap((void *)p, ve - p, prot,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+				 0) == MAP_FAILED)
+				err = -errno;
+			else
+				lx_smap_del(a->lx, p, ve);
+		} else if (madvise((void *)p, ve - p, MADV_DONTNEED)) {
+			err = -errno;
+		}
+		p = ve;
+	}
+	sp_discard(a->e, a->s, (uintptr_t)addr, end - (uintptr_t)addr);
+	pthread_mutex_unlock(&a->mem_lock);
+	return err;
+}
+
+int sp_agent_unmap(struct sp_agent *a, void *addr, size_t len)
+{
+	uintptr_t end;
+	int err;
+
+	err = check_range(addr, len, &end);
+	if (err)
+		return err;
+	pthread_mutex_lock(&a->mem_lock);
+	if (munmap(addr, len)) {
+		err = -errno;
+	} else {
+		lx_smap_del(a->lx, (uintptr_t)addr, end);
+		sp_forget(a->e, a->s, (uintptr_t)addr, end - (uintptr_t)addr);
+	}
+	pthread_mutex_unlock(&a->mem_lock);
+	return err;
+}
+
+struct reg_parts {
+	uintptr_t part[64][2];
+	unsigned n;
+};
+
+static void collect_part(void *arg, uintptr_t s, uintptr_t e)
+{
+	struct reg_parts *p = arg;
+
+	if (p->n < 64) {
+		p->part[p->n][0] = s;
+		p->part[p->n][1] = e;
+		p->n++;
+	}
+}
+
+void *sp_agent_remap(struct sp_agent *a, void *old, size_t oldlen,
+		     size_t newlen, int flags, void *new_addr)
+{
+	struct reg_parts parts = { .n = 0 };
+	uintptr_t o = (uintptr_t)old, oend = o + oldlen;
+	void *p;
+
+	pthread_mutex_lock(&a->mem_lock);
+	sp_ranges(a->e, a->s, o, oldlen, collect_part, &parts);
+	p = mremap(old, oldlen, newlen, flags, new_addr);
+	if (p != MAP_FAILED) {
+		uintptr_t n = (uintptr_t)p;
+
+		sp_forget(a->e, a->s, o, oldlen);
+		/* The registration moves with the mapping, as VM_MERGEABLE
+		 * does; a registered tail extends into the grown part. */
+		for (unsigned i = 0; i < parts.n; i++) {
+			uintptr_t s = n + (parts.part[i][0] - o);
+			uintptr_t e = n + (parts.part[i][1] - o);
+
+			if (parts.part[i][1] == oend && newlen > oldlen)
+				e = n + newlen;
+			if (e > n + newlen)
+				e = n + newlen;
+			if (s < e)
+				sp_register(a->e, a->s, s, e - s);
+		}
+		/* Store mappings may have moved: ask the kernel. */
+		lx_reconcile(a->lx);
+	}
+	pthread_mutex_unlock(&a->mem_lock);
+	return p;
+}
+
+int sp_agent_protect(struct sp_agent *a, void *addr, size_t len, int prot)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&a->mem_lock);
+	if (mprotect(addr, len, prot))
+		err = -errno;
+	pthread_mutex_unlock(&a->mem_lock);
+	return err;
+}
+
+void sp_agent_stats_get(struct sp_agent *a, struct sp_agent_stats *st)
+{
+	struct sp_linux *lx = a->lx;
+
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&a->mem_lock);
+	pthread_mutex_lock(&a->e->lock);
+	st->moves = lx->moves;
+	st->moves_refused = lx->moves_refused;
+	st->replaces = lx->replaces;
+	st->punches = lx->punches;
+	st->pending_release = lx->npending;
+	st->vma_refusals = lx->vma_refusals;
+	st->vmas = (uint64_t)lx->vma_est;
+	st->vma_budget = (uint64_t)lx->vma_budget;
+	st->store_bytes = (uint64_t)(lx->ra.top - lx->ra.nfree) * LX_PS;
+	st->guard_faults = lx->guard_faults;
+	st->slow_reads = lx->slow_reads;
+	st->backend_bytes = lx->mem_bytes;
+	st->held_waits = lx->held_waits;
+	pthread_mutex_unlock(&a->e->lock);
+	pthread_mutex_unlock(&a->mem_lock);
+	pthread_mutex_lock(&a->lock);
+	st->passes = a->passes;
+	pthread_mutex_unlock(&a->lock);
+}

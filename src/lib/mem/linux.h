@@ -1,0 +1,214 @@
+/*
+ * linux.h - private: the Linux memory backend, which merges the memory
+ * of the process it runs in.
+ *
+ * Files:
+ *   linux.c      set-up, capability checks, the ops table, fork
+ *   lx_alloc.c   a private allocator whose mappings are never merged
+ *   lx_store.c   the stable store: memfd segments, their read view,
+ *                writes, and release only once the kernel shows that no
+ *                mapping can reach a page
+ *   lx_hold.c    holding pages (move-out with userfaultfd), replacing,
+ *                zapping, unmerging; the index of store mappings
+ *   lx_scan.c    page states (pagemap), reads (guarded), probes
+ *                (PROCMAP_QUERY), exclusions
+ *   lx_guard.c   the fault guard for direct reads
+ *
+ * Locking: every function here runs under the engine lock (the ops) or
+ * under the agent's memory lock with the engine lock taken inside it;
+ * the backend has no lock of its own except the allocator's (taken after
+ * the engine lock, never around a call out).
+ */
+#ifndef SP_MEM_LINUX_H
+#define SP_MEM_LINUX_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "samepage.h"
+#include "../util/alloc.h"
+#include "../util/ralloc.h"
+#include "../util/rbtree.h"
+
+#define LX_PS SP_PAGE_SIZE
+#define LX_HOLD_MAX 256			/* pages per hold (a window) */
+#define LX_SEG_PAGES (1u << 24)		/* 64 GiB of stable pages per segment */
+#define LX_MAX_SEGS 64
+
+/*
+ * A segment: stable page numbers [base, base + LX_SEG_PAGES) backed by
+ * one memfd.  Only the last segment allocates.  After a fork, the child
+ * freezes every segment it inherited (it never writes nor punches them:
+ * the parent owns them) and starts a new one; the parent records the
+ * allocator's top at the fork, below which a child may still map pages.
+ */
+struct lx_seg {
+	int fd;			/* memfd, O_RDWR; -1 if unused */
+	uint32_t base;		/* first stable page number */
+	uint64_t size;		/* memfd size in bytes */
+	char *view;		/* read-only shared view of the memfd */
+	uint64_t dev, ino;	/* identity in /proc/PID/maps */
+	int frozen;		/* inherited from a parent: never write/punch */
+	uint64_t born;		/* creation, in clock ticks since boot (as
+				 * /proc/PID/stat's starttime) */
+	uint32_t fork_top;	/* pages below it may be mapped by children */
+};
+
+/* Scratch area for one protection: holds land here (dst of UFFDIO_MOVE
+ * must have the source's protection), two slots of LX_HOLD_MAX pages. */
+struct lx_class {
+	char *base;		/* NULL until first used */
+	int prot;		/* PROT_* of the pages it takes */
+};
+
+/* Per-page state of a hold.  HELD: moved out to scratch; HELD_WP: a page
+ * the process cannot write (UFFDIO_MOVE only moves between writable
+ * VMAs), held in place by userfaultfd write protection. */
+enum { LXH_NONE = 0, LXH_HELD, LXH_HELD_WP, LXH_REPLACED, LXH_ZAPPED };
+
+/* A hold: a run of pages moved out into a scratch slot. */
+struct lx_hold {
+	int active;
+	uintptr_t addr;		/* first page */
+	unsigned n;
+	unsigned slot;		/* 0 or 1 */
+	uint8_t state[LX_HOLD_MAX];
+	uint8_t cls[LX_HOLD_MAX];	/* scratch class (protection) */
+	uint8_t moved[LX_HOLD_MAX];	/* REPLACED/ZAPPED: was moved out */
+};
+
+/* A range of the process mapped to consecutive stable pages by us (or
+ * found in /proc/self/maps): [start, end) -> page first. */
+struct lx_smap {
+	struct sp_rb_node node;
+	uintptr_t start, end;
+	uint32_t first;
+};
+
+/* An excluded range: memory the scanner touches, never merged. */
+struct lx_excl {
+	uintptr_t start, end;
+};
+
+struct sp_linux {
+	int uffd;			/* -1 if none */
+	int pagemap_fd, mem_fd, maps_fd;	/* of this process */
+	pid_t pid;			/* whose memory this is */
+	uint64_t zero_pfn;		/* PFN of the zero page, 0 unknown */
+	int guard_ok;			/* our fault guard is installed (checked
+					 * once per window, in lx_state) */
+
+	struct lx_seg seg[LX_MAX_SEGS];
+	unsigned nseg;			/* the last one allocates */
+	struct sp_ralloc ra;		/* numbers of the last segment */
+	uint32_t *pending;		/* released pages waiting for a punch */
+	uint32_t npending, pending_cap;
+	int forked;			/* some segment has fork_top set */
+
+	struct lx_class cls[8];		/* by PROT_READ|WRITE|EXEC */
+	struct lx_hold hold[2];
+
+	struct sp_rb_root smaps;	/* struct lx_smap, by start */
+
+	struct lx_excl *excl;		/* sorted, disjoint */
+	unsigned nexcl, excl_cap;
+	/* VMAs whose flags must survive merging and cannot (WIPEONFORK,
+	 * DONTFORK, DONTDUMP, mlocked), from /proc/self/smaps: */
+	struct lx_excl *badflag;
+	unsigned nbadflag, badflag_cap;
+
+	long max_map_count;		/* vm.max_map_count */
+	long vma_budget;		/* we add mappings only below this */
+	long vma_est;			/* estimated VMAs now */
+	long vma_recount_at;		/* recount exactly when est reaches */
+
+	struct sp_mem mem;		/* private allocator, counted */
+	uint64_t mem_bytes;
+
+	/* counters for tests and benchmarks */
+	uint64_t moves, moves_refused, replaces, punches, vma_refusals;
+	uint64_t guard_faults, slow_reads;
+	uint64_t held_waits;		/* accesses that waited on a held page */
+};
+
+/* ---- linux.c ---- */
+extern const struct sp_backend_ops lx_ops;
+/* lx_new - set up the backend for this process.  Return: 0 and *out, or
+ * -errno with the reason in @why (no usable userfaultfd: -EPERM). */
+int lx_new(struct sp_linux **out, char *why, size_t whylen);
+void lx_free(struct sp_linux *lx);
+/* lx_maintain - once per pass: index of store mappings from the kernel's
+ * view, VMA recount, punch released pages nothing can reach. */
+int lx_maintain(struct sp_linux *lx);
+/* After fork(): in the parent, in the child (new userfaultfd, new store
+ * segment, inherited ones frozen).  Context: the agent's fork handlers. */
+void lx_fork_parent(struct sp_linux *lx);
+int lx_fork_child(struct sp_linux *lx, char *why, size_t whylen);
+
+/* ---- lx_alloc.c ---- */
+/* The private allocator: every mapping it makes is excluded from merging
+ * (lx_alloc_owns).  Thread-safe; its lock is taken last. */
+extern const struct sp_allocator lx_allocator;
+void *lx_map(size_t len);		/* raw anonymous mapping, owned */
+void lx_alloc_child(void);		/* after fork, in the child */
+void lx_unmap(void *p, size_t len);
+/* lx_alloc_owns - whether [start, end) touches a mapping of ours. */
+int lx_alloc_owns(uintptr_t start, uintptr_t end);
+/* lx_alloc_next - the first mapping of ours ending above @addr. */
+int lx_alloc_next(uintptr_t addr, uintptr_t *start, uintptr_t *end);
+
+/* ---- lx_guard.c ---- */
+int lx_guard_init(void);
+int lx_guard_ok(void);
+int lx_guarded_copy(void *dst, const void *src, size_t n);
+int lx_guarded_cmp(const void *key, const void *page, size_t n, int *order);
+
+/* ---- lx_scan.c ---- */
+int lx_excl_add(struct sp_linux *lx, uintptr_t start, uintptr_t end);
+void lx_excl_del(struct sp_linux *lx, uintptr_t start, uintptr_t end);
+int lx_excluded(const struct sp_linux *lx, uintptr_t start, uintptr_t end);
+int lx_exclude_elf(struct sp_linux *lx);
+int lx_refresh_badflags(struct sp_linux *lx);
+int lx_read_slow(struct sp_linux *lx, uintptr_t addr, void *buf);
+int lx_query(struct sp_linux *lx, uintptr_t addr, uintptr_t *start,
+	     uintptr_t *end, int *prot, int *anon_private);
+/* lx_query_store - as lx_query; *ours: the VMA maps one of our memfds. */
+int lx_query_store(struct sp_linux *lx, uintptr_t addr, uintptr_t *start,
+		   uintptr_t *end, int *prot, int *ours);
+int lx_probe(void *be, void *space, uintptr_t addr, size_t len,
+	     struct sp_extent *ext);
+int lx_state(void *be, void *space, uintptr_t addr, size_t n, uint8_t *out);
+const void *lx_peek(void *be, void *space, uintptr_t addr, void *buf);
+int lx_cmp(void *be, void *space, uintptr_t addr, const void *key,
+	   int *order);
+
+/* ---- lx_hold.c ---- */
+int lx_protect(void *be, void *space, uintptr_t addr, size_t n,
+	       uint8_t *held);
+void lx_unprotect(void *be, void *space, uintptr_t addr, size_t n);
+int lx_replace(void *be, void *space, uintptr_t addr, size_t n,
+	       sp_spage_t first);
+int lx_zap(void *be, void *space, uintptr_t addr, size_t n);
+int lx_unmerge(void *be, void *space, uintptr_t addr, size_t n);
+struct lx_hold *lx_hold_of(struct sp_linux *lx, uintptr_t addr);
+int lx_uffd_open(int *fd, char *why, size_t whylen);
+int lx_class_get(struct sp_linux *lx, int prot, struct lx_class **out);
+void lx_smap_add(struct sp_linux *lx, uintptr_t start, uintptr_t end,
+		 uint32_t first);
+void lx_smap_del(struct sp_linux *lx, uintptr_t start, uintptr_t end);
+struct lx_smap *lx_smap_find(struct sp_linux *lx, uintptr_t addr);
+void lx_smap_clear(struct sp_linux *lx);
+int lx_vma_recount(struct sp_linux *lx);
+
+/* ---- lx_store.c ---- */
+int lx_seg_new(struct sp_linux *lx, char *why, size_t whylen);
+struct lx_seg *lx_seg_of(struct sp_linux *lx, uint32_t page);
+int lx_stable_alloc(void *be, size_t n, sp_spage_t *first);
+int lx_stable_write(void *be, sp_spage_t first, size_t n,
+		    const void *const *src);
+const void *lx_stable_peek(void *be, sp_spage_t page, void *buf);
+void lx_stable_release(void *be, sp_spage_t first, size_t n);
+int lx_reconcile(struct sp_linux *lx);
+int lx_release_pending(struct sp_linux *lx);
+
+#endif

@@ -1,0 +1,412 @@
+/*
+ * test_stress.c - no write is ever lost while merging runs flat out.
+ *
+ * A region full of duplicate pages is registered; the scanner runs at
+ * full speed (pages_to_scan 1024, sleep 0).  Writer threads, each owning
+ * every W-th page, loop for SP_STRESS_SECONDS (default 10):
+ *   - change a few bytes of a page and restore it (CPU writes),
+ *   - read(2) from a pipe into a page, pread(2) from a file into one
+ *     (kernel-mode writes), O_DIRECT reads where the filesystem has them,
+ *   - READ_FIXED through io_uring into pages registered as fixed buffers
+ *     (pinned for DMA: the merger must refuse them),
+ *   - discard a page (it reads zeros) and write it back, so that pages
+ *     become mergeable again and merges keep racing the writers,
+ * and check every write right after it lands: the page must hold exactly
+ * what its writer put there.  Each writer works a moving window of its
+ * pages, so that the rest stay unchanged long enough to merge and the
+ * window keeps arriving on freshly merged pages; when it moves on, its
+ * pages are discarded and written back, which makes them mergeable again
+ * (a page written while merged keeps a private copy in the store mapping
+ * until discarded).  At the end every byte is checked again.
+ *
+ * "A race that never happened proves nothing": the run reports how many
+ * writes hit a page that was merged at that moment (pagemap shows the
+ * file page), how many accesses waited on a page the merger held (the
+ * fault messages on its userfaultfd), and the engine's merge races
+ * (verifications that failed because a writer got there first); it
+ * fails if merges never met the writers.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+#ifdef HAVE_LIBURING
+#include <liburing.h>
+#endif
+
+#include "rt.h"
+
+/*
+ * Under ThreadSanitizer: the writers' accesses to the merged region are
+ * ordered against the merger by the kernel (a write to a held page blocks
+ * in a userfaultfd fault; a remap happens under the mm lock), which TSan
+ * cannot see: it takes the merger's mmap over the region for a plain
+ * write.  Those accesses alone are left out of its view; the engine, the
+ * agent, their locks and counters stay checked.
+ */
+#if defined(__SANITIZE_THREAD__)
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
+void AnnotateIgnoreWritesBegin(const char *file, int line);
+void AnnotateIgnoreWritesEnd(const char *file, int line);
+#define REGION_ACCESS_BEGIN()                                                \
+	do {                                                                 \
+		AnnotateIgnoreReadsBegin(__FILE__, __LINE__);                \
+		AnnotateIgnoreWritesBegin(__FILE__, __LINE__);               \
+	} while (0)
+#define REGION_ACCESS_END()                                                  \
+	do {                                                                 \
+		AnnotateIgnoreWritesEnd(__FILE__, __LINE__);                 \
+		AnnotateIgnoreReadsEnd(__FILE__, __LINE__);                  \
+	} while (0)
+#else
+#define REGION_ACCESS_BEGIN() do { } while (0)
+#define REGION_ACCESS_END() do { } while (0)
+#endif
+
+#define NPAGE 4096		/* 16 MiB; pages i and i + NPAGE/2 are equal */
+#define NWRITER 3
+#define NPIN 8			/* pages per writer pinned as fixed buffers */
+#define WINDOW 32		/* pages a writer works on at a time */
+#define WINDOW_OPS 2000		/* operations before the window moves */
+
+static char *region;
+static uint64_t expect_seed[NPAGE];	/* content = rt_page(seed, i) */
+static _Atomic int stop;
+static char tmpdir[64] = "/tmp";
+
+struct wstats {
+	uint64_t writes, into_merged, waited, kernel_writes, dio, fixed_io;
+	uint64_t discards, bad;
+	char why[160];
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The base content of page i: pages i and i + NPAGE/2 are equal. */
+static uint64_t base_seed(size_t i)
+{
+	(void)i;
+	return 1000;
+}
+
+static size_t base_index(size_t i)
+{
+	return i % (NPAGE / 2);
+}
+
+static void page_of(void *buf, uint64_t seed, size_t i)
+{
+	rt_page(buf, seed, seed == 1000 ? base_index(i) : i);
+}
+
+static int merged_now(int pm, const void *p)
+{
+	uint64_t e = 0;
+
+	if (pread(pm, &e, 8, (off_t)((uintptr_t)p / PS) * 8) != 8)
+		return 0;
+	return (e >> 63) & 1 ? (int)((e >> 61) & 1) : 0;
+}
+
+/* Check page @i holds @seed's content with @patch at @off (len bytes). */
+static int check(struct wstats *ws, size_t i, const void *patch, size_t off,
+		 size_t len, const char *what)
+{
+	unsigned char want[PS];
+
+	page_of(want, expect_seed[i], i);
+	if (patch)
+		memcpy(want + off, patch, len);
+	if (memcmp(region + i * PS, want, PS)) {
+		ws->bad++;
+		snprintf(ws->why, sizeof(ws->why), "page %zu wrong after %s", i,
+			 what);
+		return -1;
+	}
+	return 0;
+}
+
+static void restore(size_t i)
+{
+	unsigned char b[PS];
+
+	page_of(b, expect_seed[i], i);
+	memcpy(region + i * PS, b, PS);
+}
+
+struct writer {
+	unsigned id;
+	struct wstats st;
+	pthread_t t;
+};
+
+static void *writer(void *arg)
+{
+	struct writer *w = arg;
+	struct wstats *ws = &w->st;
+	unsigned seed = 12345 + w->id;
+	int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	int pfd[2], fd, dfd = -1;
+	char path[128];
+	unsigned char data[PS] __attribute__((aligned(PS)));
+	size_t mine = NPAGE / NWRITER;
+#ifdef HAVE_LIBURING
+	struct io_uring ring;
+	struct iovec iov[NPIN];
+	int ring_ok = 0;
+#endif
+
+	if (pm < 0 || pipe(pfd))
+		return NULL;
+	snprintf(path, sizeof(path), "%s/sp-stressXXXXXX", tmpdir);
+	fd = mkstemp(path);
+	for (size_t k = 0; k < PS; k++)
+		data[k] = (unsigned char)(k * 7 + w->id);
+	if (fd < 0 || write(fd, data, PS) != PS)
+		return NULL;
+	dfd = open(path, O_RDONLY | O_DIRECT);
+	if (dfd >= 0 && pread(dfd, data, PS, 0) != PS) {
+		close(dfd);	/* no O_DIRECT here (tmpfs, overlay): skip it */
+		dfd = -1;
+	}
+	unlink(path);
+#ifdef HAVE_LIBURING
+	/* Pin a few of our pages as fixed buffers: they stay pinned for the
+	 * whole run, so the merger must never replace them. */
+	if (io_uring_queue_init(4, &ring, 0) == 0) {
+		for (unsigned k = 0; k < NPIN; k++) {
+			size_t i = w->id + (size_t)k * NWRITER;
+
+			iov[k].iov_base = region + i * PS;
+			iov[k].iov_len = PS;
+		}
+		ring_ok = io_uring_register_buffers(&ring, iov, NPIN) == 0;
+	}
+#endif
+	size_t wstart = 0, ops = 0;
+
+	REGION_ACCESS_BEGIN();
+	while (!atomic_load(&stop)) {
+		size_t i;
+
+		if (++ops % WINDOW_OPS == 0) {
+			/* Move on: give the window's pages back to merging. */
+			static const unsigned char zero[PS];
+
+			for (size_t k = 0; k < WINDOW; k++) {
+				size_t j = w->id + ((wstart + k) % mine) * NWRITER;
+
+				if (j < (size_t)NPIN * NWRITER || j >= NPAGE)
+					continue;	/* pinned: never discard */
+				if (sp_agent_discard(A, region + j * PS, PS) ||
+				    memcmp(region + j * PS, zero, PS)) {
+					ws->bad++;
+					snprintf(ws->why, sizeof(ws->why),
+						 "page %zu not zero after discard", j);
+					goto out;
+				}
+				restore(j);
+				ws->discards++;
+				if (check(ws, j, NULL, 0, 0, "discard and restore"))
+					goto out;
+			}
+			wstart = (size_t)rand_r(&seed) % mine;
+		}
+		i = w->id + ((wstart + (size_t)rand_r(&seed) % WINDOW) % mine) *
+				    NWRITER;
+		char *p = region + i * PS;
+		unsigned action = (unsigned)rand_r(&seed) % 16;
+		size_t off = (size_t)(rand_r(&seed) % (PS - 64));
+		unsigned char patch[64];
+		uint64_t t0;
+		int was_merged = merged_now(pm, p);
+
+		if (i >= NPAGE)
+			continue;
+		for (size_t k = 0; k < sizeof(patch); k++)
+			patch[k] = (unsigned char)rand_r(&seed);
+		t0 = now_ns();
+		if (action < 8) {
+			memcpy(p + off, patch, 64);
+		} else if (action < 10) {
+			if (write(pfd[1], patch, 64) != 64 ||
+			    read(pfd[0], p + off, 64) != 64)
+				break;
+			ws->kernel_writes++;
+		} else if (action < 11) {
+			if (pwrite(fd, patch, 64, 0) != 64 ||
+			    pread(fd, p + off, 64, 0) != 64)
+				break;
+			ws->kernel_writes++;
+		} else if (action < 12 && dfd >= 0) {
+			/* A whole page by O_DIRECT (the device writes it). */
+			memcpy(data, p, PS);
+			memcpy(data + off, patch, 64);
+			if (pwrite(fd, data, PS, 0) != PS || fsync(fd) ||
+			    pread(dfd, p, PS, 0) != PS)
+				break;
+			ws->dio++;
+#ifdef HAVE_LIBURING
+		} else if (action < 13 && ring_ok) {
+			unsigned k = (unsigned)rand_r(&seed) % NPIN;
+			struct io_uring_sqe *sqe;
+			struct io_uring_cqe *cqe;
+
+			i = w->id + (size_t)k * NWRITER;
+			p = region + i * PS;
+			memcpy(data, p, PS);
+			memcpy(data + off, patch, 64);
+			if (pwrite(fd, data, PS, 0) != PS)
+				break;
+			sqe = io_uring_get_sqe(&ring);
+			io_uring_prep_read_fixed(sqe, fd, p, PS, 0, (int)k);
+			io_uring_submit(&ring);
+			if (io_uring_wait_cqe(&ring, &cqe) || cqe->res != PS)
+				break;
+			io_uring_cqe_seen(&ring, cqe);
+			ws->fixed_io++;
+#endif
+		} else {
+			memcpy(p + off, patch, 64);
+		}
+		if (now_ns() - t0 > 200000)
+			ws->waited++;	/* long enough to have met a hold */
+		ws->writes++;
+		ws->into_merged += was_merged;
+		if (check(ws, i, patch, off, 64, "a write"))
+			break;
+		restore(i);
+		if (check(ws, i, NULL, 0, 0, "restoring it"))
+			break;
+	}
+out:
+	REGION_ACCESS_END();
+#ifdef HAVE_LIBURING
+	if (ring_ok)
+		io_uring_unregister_buffers(&ring);
+	io_uring_queue_exit(&ring);
+#endif
+	close(pm);
+	close(pfd[0]);
+	close(pfd[1]);
+	close(fd);
+	if (dfd >= 0)
+		close(dfd);
+	return NULL;
+}
+
+static void test_no_write_lost(void **state)
+{
+	struct writer w[NWRITER];
+	struct wstats tot = { 0 };
+	struct sp_stats st;
+	struct sp_agent_stats as;
+	const char *env = getenv("SP_STRESS_SECONDS");
+	unsigned seconds = env ? (unsigned)atoi(env) : 10;
+	uint64_t peak_sharing = 0;
+	char why[256];
+
+	(void)state;
+	region = rt_map(NPAGE);
+	for (size_t i = 0; i < NPAGE; i++) {
+		expect_seed[i] = base_seed(i);
+		restore(i);
+	}
+	assert_int_equal(sp_knob_set(sp_agent_engine(A), SP_KNOB_PAGES_TO_SCAN,
+				     1024), 0);
+	assert_int_equal(sp_knob_set(sp_agent_engine(A), SP_KNOB_SLEEP_MILLISECS,
+				     0), 0);
+	assert_int_equal(sp_agent_register(A, region, NPAGE * PS), 0);
+	assert_int_equal(sp_agent_set_run(A, 1), 0);
+	for (unsigned k = 0; k < NWRITER; k++) {
+		memset(&w[k], 0, sizeof(w[k]));
+		w[k].id = k;
+		assert_int_equal(pthread_create(&w[k].t, NULL, writer, &w[k]), 0);
+	}
+	for (unsigned s = 0; s < seconds * 10; s++) {
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+
+		nanosleep(&ts, NULL);
+		st = rt_stats();
+		if (st.pages_sharing > peak_sharing)
+			peak_sharing = st.pages_sharing;
+	}
+	atomic_store(&stop, 1);
+	for (unsigned k = 0; k < NWRITER; k++) {
+		pthread_join(w[k].t, NULL);
+		if (w[k].st.bad)
+			fail_msg("writer %u: %s", k, w[k].st.why);
+		tot.writes += w[k].st.writes;
+		tot.into_merged += w[k].st.into_merged;
+		tot.waited += w[k].st.waited;
+		tot.kernel_writes += w[k].st.kernel_writes;
+		tot.dio += w[k].st.dio;
+		tot.fixed_io += w[k].st.fixed_io;
+		tot.discards += w[k].st.discards;
+	}
+	assert_int_equal(sp_agent_set_run(A, 0), 0);
+	/* Every byte, once more. */
+	for (size_t i = 0; i < NPAGE; i++) {
+		unsigned char want[PS];
+
+		page_of(want, expect_seed[i], i);
+		if (memcmp(region + i * PS, want, PS))
+			fail_msg("page %zu wrong at the end", i);
+	}
+	st = rt_stats();
+	as = rt_astats();
+	print_message("%u s: %llu writes (%llu by the kernel: read/pread, "
+		      "%llu O_DIRECT, %llu io_uring fixed-buffer reads), "
+		      "%llu discards\n",
+		      seconds, (unsigned long long)tot.writes,
+		      (unsigned long long)tot.kernel_writes,
+		      (unsigned long long)tot.dio,
+		      (unsigned long long)tot.fixed_io,
+		      (unsigned long long)tot.discards);
+	print_message("overlap: %llu writes hit a merged page, %llu accesses "
+		      "waited on a held page, %llu merges lost a race to a "
+		      "writer, %llu writes took over 200 us; %llu pages moved "
+		      "out, %llu move-outs refused (pinned or changing), peak "
+		      "pages_sharing %llu\n",
+		      (unsigned long long)tot.into_merged,
+		      (unsigned long long)as.held_waits,
+		      (unsigned long long)st.merge_races,
+		      (unsigned long long)tot.waited,
+		      (unsigned long long)as.moves,
+		      (unsigned long long)as.moves_refused,
+		      (unsigned long long)peak_sharing);
+	if (sp_engine_verify(sp_agent_engine(A), why, sizeof(why)))
+		fail_msg("engine verify: %s", why);
+	assert_true(tot.writes > 0);
+	/* The races must have happened for the run to mean anything. */
+	assert_true(tot.into_merged > 0);
+	assert_true(as.held_waits > 0 || st.merge_races > 0);
+	assert_true(peak_sharing > 0);
+#ifdef HAVE_LIBURING
+	assert_true(tot.fixed_io > 0);
+	assert_true(as.moves_refused > 0);
+#endif
+	rt_release(region, NPAGE);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_no_write_lost),
+	};
+	const char *d = getenv("SP_STRESS_DIR");
+	int r;
+
+	if (d)
+		snprintf(tmpdir, sizeof(tmpdir), "%s", d);
+	rt_start_or_skip("test_stress");
+	r = cmocka_run_group_tests(tests, NULL, NULL);
+	sp_agent_stop(A);
+	return r;
+}
