@@ -384,6 +384,14 @@ struct sp_backend_ops {
 	/* The engine holds no sharer of these n pages any more: free them
 	 * once no mapping anywhere can reach them.  Must not fail. */
 	void (*stable_release)(void *be, sp_spage_t first, size_t n);
+	/* Optional (may be NULL).  Every merged page of the n pages at
+	 * @addr is about to be unmerged: the backend may first turn as much
+	 * of the range as it can back into ordinary private memory in one
+	 * go, returning what merging cost (mappings), with every byte and
+	 * every concurrent write kept.  The engine then calls unmerge() on
+	 * each merged run as usual; on a rebuilt run it finds nothing to do.
+	 * Best effort: what cannot be rebuilt is left as it is. */
+	void (*rebuild)(void *be, void *space, uintptr_t addr, size_t n);
 };
 
 /* ===================================================================== */
@@ -558,6 +566,8 @@ struct sp_agent_config {
 struct sp_agent_stats {
 	uint64_t moves;			/* pages moved out to be held */
 	uint64_t moves_refused;		/* move-outs the kernel refused (pinned) */
+	uint64_t rebuilt;		/* pages unmerged by rebuilding their
+					 * range as one anonymous mapping */
 	uint64_t replaces;		/* mmap calls mapping stable runs */
 	uint64_t punches;		/* stable pages given back (hole punched) */
 	uint64_t pending_release;	/* released, still reachable: kept */

@@ -218,6 +218,10 @@ int sp_agent_start(const struct sp_agent_config *cfg, struct sp_agent **out,
 		whylen = sizeof(dummy);
 	}
 	why[0] = 0;
+	/* Refuse before allocating anything where merging cannot run. */
+	err = lx_check(why, whylen);
+	if (err)
+		return err;
 	pthread_mutex_lock(&agents_lock);
 	if (the_agent) {
 		pthread_mutex_unlock(&agents_lock);
@@ -536,6 +540,7 @@ void sp_agent_stats_get(struct sp_agent *a, struct sp_agent_stats *st)
 	pthread_mutex_lock(&a->e->lock);
 	st->moves = lx->moves;
 	st->moves_refused = lx->moves_refused;
+	st->rebuilt = lx->rebuilt;
 	st->replaces = lx->replaces;
 	st->punches = lx->punches;
 	st->pending_release = lx->npending;

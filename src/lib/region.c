@@ -223,6 +223,8 @@ int sp_register(struct sp_engine *e, struct sp_space *s, uintptr_t start,
 int unmerge_range(struct sp_engine *e, struct sp_space *s, uintptr_t start,
 		  uintptr_t end, int drop)
 {
+	if (e->ops->rebuild && end > start)
+		e->ops->rebuild(e->be, s->be, start, (end - start) / PS);
 	for (uintptr_t a = start; a < end;) {
 		struct sp_chunk *c = sp_chunk_find(&s->chunks, a);
 		uintptr_t cend = (a | ((uintptr_t)SP_CHUNK_PAGES * PS - 1)) + 1;

@@ -6,6 +6,9 @@
  * checks what the kernel shows, and gives everything back.
  */
 #include <sys/wait.h>
+#ifdef HAVE_LIBURING
+#include <liburing.h>
+#endif
 
 #include "rt.h"
 
@@ -374,6 +377,134 @@ static void test_raw_unmap_is_survived(void **state)
 	rt_release(y, N);
 }
 
+/* The VMAs of [p, p + pages), from /proc/self/maps. */
+static int vmas_in(const char *p, size_t pages)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	int n = 0;
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long a, b;
+
+		if (sscanf(line, "%lx-%lx", &a, &b) == 2 &&
+		    b > (uintptr_t)p && a < (uintptr_t)p + pages * PS)
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
+static void test_unmerge_returns_mappings(void **state)
+{
+	char *x = rt_map(NB);
+	int merged;
+
+	(void)state;
+	/* Every other page identical: each merge is isolated and costs
+	 * mappings; the pages between stay private. */
+	for (size_t i = 0; i < NB; i++)
+		rt_page(x + i * PS, 11, i % 2 ? i : 0);
+	assert_int_equal(vmas_in(x, NB), 1);
+	assert_int_equal(sp_agent_register(A, x, NB * PS), 0);
+	rt_merge();
+	merged = vmas_in(x, NB);
+	assert_true(merged >= NB / 2);
+	assert_true(rt_stats().pages_sharing > 0);
+	/* MADV_UNMERGEABLE: the range is one anonymous mapping again, with
+	 * its bytes, on distinct frames. */
+	assert_int_equal(sp_agent_unregister(A, x, NB * PS), 0);
+	assert_int_equal(vmas_in(x, NB), 1);
+	assert_true(rt_astats().rebuilt >= NB / 2);
+	for (size_t i = 0; i < NB; i++) {
+		unsigned char want[PS];
+
+		rt_page(want, 11, i % 2 ? i : 0);
+		assert_memory_equal(x + i * PS, want, PS);
+	}
+	assert_int_not_equal(rt_pfn(x), rt_pfn(x + 2 * PS));
+	/* It merges again, and run=2 gives the mappings back too. */
+	assert_int_equal(sp_agent_register(A, x, NB * PS), 0);
+	rt_merge();
+	assert_true(vmas_in(x, NB) >= NB / 2);
+	assert_int_equal(sp_agent_set_run(A, 2), 0);
+	assert_int_equal(vmas_in(x, NB), 1);
+	rt_release(x, NB);
+}
+
+#ifdef HAVE_LIBURING
+/* Read page @k of @fd into fixed buffer @k through io_uring. */
+static void read_fixed(struct io_uring *ring, int fd, void *buf, int k)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	struct io_uring_cqe *cqe;
+
+	io_uring_prep_read_fixed(sqe, fd, buf, PS, (off_t)k * PS, k);
+	assert_int_equal(io_uring_submit(ring), 1);
+	assert_int_equal(io_uring_wait_cqe(ring, &cqe), 0);
+	assert_int_equal(cqe->res, PS);
+	io_uring_cqe_seen(ring, cqe);
+}
+#endif
+
+/*
+ * Pages pinned for DMA survive unmerging: a merged page pinned after the
+ * merge (registering it as an io_uring fixed buffer copies it first: a
+ * private page inside the store mapping) and a private page pinned
+ * beside it.  Unmerging must not replace either (a copy would miss what
+ * the device writes next): a read through the pinned buffers afterwards
+ * must show at the program's addresses.
+ */
+static void test_unmerge_keeps_pinned_pages(void **state)
+{
+#ifdef HAVE_LIBURING
+	char *x = rt_map(N), *y = rt_map(N);
+	char path[] = "/tmp/samepage-pin-XXXXXX";
+	unsigned char data[2][PS];
+	struct io_uring ring;
+	struct iovec iov[2];
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	unlink(path);
+	rt_page(data[0], 99, 0);
+	rt_page(data[1], 99, 1);
+	assert_int_equal(pwrite(fd, data, sizeof(data), 0), sizeof(data));
+	rt_fill(x, N, 12);
+	rt_fill(y, N, 12);
+	memset(x + 5 * PS, 0x5a, PS);	/* unique: stays private */
+	sp_agent_register(A, x, N * PS);
+	sp_agent_register(A, y, N * PS);
+	rt_merge();
+	assert_int_equal(rt_pfn(x + 4 * PS), rt_pfn(y + 4 * PS));
+	if (io_uring_queue_init(4, &ring, 0)) {
+		rt_release(x, N);
+		rt_release(y, N);
+		skip();
+	}
+	iov[0] = (struct iovec){ x + 4 * PS, PS };	/* merged */
+	iov[1] = (struct iovec){ x + 5 * PS, PS };	/* private */
+	assert_int_equal(io_uring_register_buffers(&ring, iov, 2), 0);
+	assert_int_not_equal(rt_pfn(x + 4 * PS), rt_pfn(y + 4 * PS));
+	assert_int_equal(sp_agent_unregister(A, x, N * PS), 0);
+	read_fixed(&ring, fd, x + 4 * PS, 0);
+	read_fixed(&ring, fd, x + 5 * PS, 1);
+	assert_memory_equal(x + 4 * PS, data[0], PS);
+	assert_memory_equal(x + 5 * PS, data[1], PS);
+	assert_true(rt_is(y, N, 12));
+	io_uring_unregister_buffers(&ring);
+	io_uring_queue_exit(&ring);
+	close(fd);
+	rt_release(x, N);
+	rt_release(y, N);
+#else
+	(void)state;
+	skip();
+#endif
+}
+
 static int teardown_check(void **state)
 {
 	char why[256];
@@ -400,6 +531,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_zero_pages_release_rss, teardown_check),
 		cmocka_unit_test_teardown(test_prot_none_ranges_merge, teardown_check),
 		cmocka_unit_test_teardown(test_raw_unmap_is_survived, teardown_check),
+		cmocka_unit_test_teardown(test_unmerge_returns_mappings, teardown_check),
+		cmocka_unit_test_teardown(test_unmerge_keeps_pinned_pages, teardown_check),
 	};
 	int r;
 

@@ -11,6 +11,10 @@
  *     (pinned for DMA: the merger must refuse them),
  *   - discard a page (it reads zeros) and write it back, so that pages
  *     become mergeable again and merges keep racing the writers,
+ * while, every 3 s, the whole region is unmerged (alternately
+ * MADV_UNMERGEABLE and run=2: its merged runs and the pages between
+ * them are rebuilt as one anonymous mapping, pinned pages refusing)
+ * and then merged again,
  * and check every write right after it lands: the page must hold exactly
  * what its writer put there.  Each writer works a moving window of its
  * pages, so that the rest stay unchanged long enough to merge and the
@@ -310,6 +314,8 @@ static void test_no_write_lost(void **state)
 	const char *env = getenv("SP_STRESS_SECONDS");
 	unsigned seconds = env ? (unsigned)atoi(env) : 10;
 	uint64_t peak_sharing = 0;
+	unsigned unmerges = 0;
+	uint64_t unmerge_ns = 0;
 	char why[256];
 
 	(void)state;
@@ -336,6 +342,23 @@ static void test_no_write_lost(void **state)
 		st = rt_stats();
 		if (st.pages_sharing > peak_sharing)
 			peak_sharing = st.pages_sharing;
+		/* Every 3 s, unmerge everything under the writers' feet
+		 * (MADV_UNMERGEABLE, or KSM's run=2), then merge on. */
+		if (s % 30 == 29) {
+			uint64_t u0 = now_ns();
+
+			if ((s / 30) % 2) {
+				assert_int_equal(sp_agent_set_run(A, 2), 0);
+				assert_int_equal(sp_agent_set_run(A, 1), 0);
+			} else {
+				assert_int_equal(sp_agent_unregister(A, region,
+								     NPAGE * PS), 0);
+				assert_int_equal(sp_agent_register(A, region,
+								   NPAGE * PS), 0);
+			}
+			unmerges++;
+			unmerge_ns += now_ns() - u0;
+		}
 	}
 	atomic_store(&stop, 1);
 	for (unsigned k = 0; k < NWRITER; k++) {
@@ -381,6 +404,10 @@ static void test_no_write_lost(void **state)
 		      (unsigned long long)as.moves,
 		      (unsigned long long)as.moves_refused,
 		      (unsigned long long)peak_sharing);
+	print_message("unmerged everything %u times under the writers (%.1f ms "
+		      "each): %llu pages rebuilt as plain anonymous memory\n",
+		      unmerges, unmerges ? unmerge_ns / 1e6 / unmerges : 0.0,
+		      (unsigned long long)as.rebuilt);
 	if (sp_engine_verify(sp_agent_engine(A), why, sizeof(why)))
 		fail_msg("engine verify: %s", why);
 	assert_true(tot.writes > 0);
@@ -388,6 +415,7 @@ static void test_no_write_lost(void **state)
 	assert_true(tot.into_merged > 0);
 	assert_true(as.held_waits > 0 || st.merge_races > 0);
 	assert_true(peak_sharing > 0);
+	assert_true(unmerges == 0 || as.rebuilt > 0);
 #ifdef HAVE_LIBURING
 	assert_true(tot.fixed_io > 0);
 	assert_true(as.moves_refused > 0);

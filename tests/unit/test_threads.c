@@ -110,8 +110,11 @@ static void l_srelease(void *be, sp_spage_t f, size_t n)
 }
 
 static const struct sp_backend_ops locked_ops = {
-	l_probe, l_state, l_peek, l_cmp, l_protect, l_unprotect, l_replace, l_zap,
-	l_unmerge, l_salloc, l_swrite, l_speek, l_srelease,
+	.probe = l_probe, .state = l_state, .peek = l_peek, .cmp = l_cmp,
+	.protect = l_protect, .unprotect = l_unprotect, .replace = l_replace,
+	.zap = l_zap, .unmerge = l_unmerge, .stable_alloc = l_salloc,
+	.stable_write = l_swrite, .stable_peek = l_speek,
+	.stable_release = l_srelease,
 };
 
 static void fork_prepare(void)

@@ -32,6 +32,7 @@ const struct sp_backend_ops lx_ops = {
 	.replace = lx_replace,
 	.zap = lx_zap,
 	.unmerge = lx_unmerge,
+	.rebuild = lx_rebuild,
 	.stable_alloc = lx_stable_alloc,
 	.stable_write = lx_stable_write,
 	.stable_peek = lx_stable_peek,
@@ -91,6 +92,15 @@ static uint64_t find_zero_pfn(struct sp_linux *lx)
 		e = 0;
 	lx_unmap((void *)p, LX_PS);
 	return e & PM_PFN_MASK;
+}
+
+int lx_check(char *why, size_t whylen)
+{
+	int fd, err = lx_uffd_open(&fd, why, whylen);
+
+	if (!err)
+		close(fd);
+	return err;
 }
 
 int lx_new(struct sp_linux **out, char *why, size_t whylen)

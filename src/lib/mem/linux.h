@@ -8,8 +8,12 @@
  *   lx_store.c   the stable store: memfd segments, their read view,
  *                writes, and release only once the kernel shows that no
  *                mapping can reach a page
+ *   lx_uffd.c    the userfaultfd and its ioctls
  *   lx_hold.c    holding pages (move-out with userfaultfd), replacing,
- *                zapping, unmerging; the index of store mappings
+ *                zapping; the VMA budget
+ *   lx_unmerge.c giving merged pages back as private memory (rebuild,
+ *                relocate, in place)
+ *   lx_smap.c    the index of store mappings
  *   lx_scan.c    page states (pagemap), reads (guarded), probes
  *                (PROCMAP_QUERY), exclusions
  *   lx_guard.c   the fault guard for direct reads
@@ -85,6 +89,14 @@ struct lx_smap {
 	uint32_t first;
 };
 
+/* A VMA's part inside a chunk being rebuilt (lx_unmerge.c). */
+#define LX_RB_CHUNK 512			/* pages per step (2 MiB, aligned) */
+struct lx_rb_piece {
+	uintptr_t a, b;
+	int store;		/* a store mapping (else plain anonymous) */
+	size_t moved;		/* plain: bytes moved into the copy so far */
+};
+
 /* An excluded range: memory the scanner touches, never merged. */
 struct lx_excl {
 	uintptr_t start, end;
@@ -117,22 +129,34 @@ struct sp_linux {
 	struct lx_excl *badflag;
 	unsigned nbadflag, badflag_cap;
 
+	/* lx_unmerge.c's working space (off the stack: unmerge runs on the
+	 * program's threads too) */
+	struct lx_rb_piece rb_pc[LX_RB_CHUNK];
+	uint64_t rb_pm[LX_RB_CHUNK];
+
 	long max_map_count;		/* vm.max_map_count */
 	long vma_budget;		/* we add mappings only below this */
 	long vma_est;			/* estimated VMAs now */
-	long vma_recount_at;		/* recount exactly when est reaches */
+	int vma_full;			/* a recount found no room: refuse new
+					 * mappings without recounting until
+					 * the next pass (or a rebuild) */
 
 	struct sp_mem mem;		/* private allocator, counted */
 	uint64_t mem_bytes;
 
 	/* counters for tests and benchmarks */
 	uint64_t moves, moves_refused, replaces, punches, vma_refusals;
+	uint64_t rebuilt;		/* pages unmerged by rebuilding */
 	uint64_t guard_faults, slow_reads;
 	uint64_t held_waits;		/* accesses that waited on a held page */
 };
 
 /* ---- linux.c ---- */
 extern const struct sp_backend_ops lx_ops;
+/* lx_check - whether this process can merge at all (a usable
+ * userfaultfd), touching nothing.  Return: 0, or -EPERM / -ENOSYS with
+ * the reason in @why. */
+int lx_check(char *why, size_t whylen);
 /* lx_new - set up the backend for this process.  Return: 0 and *out, or
  * -errno with the reason in @why (no usable userfaultfd: -EPERM). */
 int lx_new(struct sp_linux **out, char *why, size_t whylen);
@@ -170,9 +194,26 @@ int lx_excluded(const struct sp_linux *lx, uintptr_t start, uintptr_t end);
 int lx_exclude_elf(struct sp_linux *lx);
 int lx_refresh_badflags(struct sp_linux *lx);
 int lx_read_slow(struct sp_linux *lx, uintptr_t addr, void *buf);
+/* What a VMA is (lx_query_kind). */
+enum {
+	LX_VMA_OTHER = 0,	/* shared, file-backed (not ours), special */
+	LX_VMA_ANON,		/* private anonymous, unnamed */
+	LX_VMA_HEAP,		/* private anonymous: [heap] */
+	LX_VMA_STACK,		/* private anonymous: [stack] (grows down) */
+	LX_VMA_STORE,		/* private mapping of one of our memfds */
+};
+/*
+ * lx_query_kind - the VMA covering @addr, or the next one (PROCMAP_QUERY:
+ * one ioctl, no lock of ours).  *prot: its PROT_*; *kind: LX_VMA_*.
+ * Return: 0 (covering: *start <= addr), 1 (only a later one, at *start),
+ * -ENOENT (none), or another -errno.
+ */
+int lx_query_kind(struct sp_linux *lx, uintptr_t addr, uintptr_t *start,
+		  uintptr_t *end, int *prot, int *kind);
+/* lx_query - as lx_query_kind; *anon_private: ANON, HEAP or STACK. */
 int lx_query(struct sp_linux *lx, uintptr_t addr, uintptr_t *start,
 	     uintptr_t *end, int *prot, int *anon_private);
-/* lx_query_store - as lx_query; *ours: the VMA maps one of our memfds. */
+/* lx_query_store - as lx_query_kind; *ours: STORE. */
 int lx_query_store(struct sp_linux *lx, uintptr_t addr, uintptr_t *start,
 		   uintptr_t *end, int *prot, int *ours);
 int lx_probe(void *be, void *space, uintptr_t addr, size_t len,
@@ -182,6 +223,27 @@ const void *lx_peek(void *be, void *space, uintptr_t addr, void *buf);
 int lx_cmp(void *be, void *space, uintptr_t addr, const void *key,
 	   int *order);
 
+/* ---- lx_uffd.c ---- */
+/* lx_uffd_open - a userfaultfd with UFFDIO_MOVE.  Return: 0 and *fd, or
+ * -EPERM (none usable here) / -ENOSYS (no UFFDIO_MOVE), reason in @why. */
+int lx_uffd_open(int *fd, char *why, size_t whylen);
+/* Each returns 0 or -errno, as the ioctl. */
+int lx_uffd_register(struct sp_linux *lx, uintptr_t a, size_t len,
+		     unsigned mode);
+int lx_uffd_unregister(struct sp_linux *lx, uintptr_t a, size_t len);
+int lx_uffd_wp(struct sp_linux *lx, uintptr_t a, size_t len, int on);
+/* lx_uffd_release - end registration and protection of [a, a+len),
+ * whatever the program unmapped meanwhile, and wake its waiters. */
+void lx_uffd_release(struct sp_linux *lx, uintptr_t a, size_t len);
+/* lx_uffd_wake - wake the waiters of [a, a+len); never fails. */
+void lx_uffd_wake(struct sp_linux *lx, uintptr_t a, size_t len);
+/* lx_uffd_drain - read pending fault messages, counting held_waits. */
+void lx_uffd_drain(struct sp_linux *lx);
+/* lx_uffd_move - UFFDIO_MOVE with @mode.  Return: bytes moved; *err the
+ * errno that stopped it (0: all moved). */
+size_t lx_uffd_move(struct sp_linux *lx, uintptr_t dst, uintptr_t src,
+		    size_t len, uint64_t mode, int *err);
+
 /* ---- lx_hold.c ---- */
 int lx_protect(void *be, void *space, uintptr_t addr, size_t n,
 	       uint8_t *held);
@@ -189,16 +251,21 @@ void lx_unprotect(void *be, void *space, uintptr_t addr, size_t n);
 int lx_replace(void *be, void *space, uintptr_t addr, size_t n,
 	       sp_spage_t first);
 int lx_zap(void *be, void *space, uintptr_t addr, size_t n);
-int lx_unmerge(void *be, void *space, uintptr_t addr, size_t n);
 struct lx_hold *lx_hold_of(struct sp_linux *lx, uintptr_t addr);
-int lx_uffd_open(int *fd, char *why, size_t whylen);
 int lx_class_get(struct sp_linux *lx, int prot, struct lx_class **out);
+/* lx_vma_recount - count the process's VMAs now (lx->vma_est). */
+int lx_vma_recount(struct sp_linux *lx);
+
+/* ---- lx_unmerge.c ---- */
+int lx_unmerge(void *be, void *space, uintptr_t addr, size_t n);
+void lx_rebuild(void *be, void *space, uintptr_t addr, size_t n);
+
+/* ---- lx_smap.c ---- */
 void lx_smap_add(struct sp_linux *lx, uintptr_t start, uintptr_t end,
 		 uint32_t first);
 void lx_smap_del(struct sp_linux *lx, uintptr_t start, uintptr_t end);
 struct lx_smap *lx_smap_find(struct sp_linux *lx, uintptr_t addr);
 void lx_smap_clear(struct sp_linux *lx);
-int lx_vma_recount(struct sp_linux *lx);
 
 /* ---- lx_store.c ---- */
 int lx_seg_new(struct sp_linux *lx, char *why, size_t whylen);

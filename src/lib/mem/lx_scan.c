@@ -189,14 +189,8 @@ int lx_refresh_badflags(struct sp_linux *lx)
 
 /* ---- VMAs ------------------------------------------------------------- */
 
-/*
- * lx_query - the VMA covering @addr, or the next one.
- * Return: 0 (covering: *start <= addr), 1 (only a later one, at *start),
- * -ENOENT (none), or another error.  *anon_private: private anonymous
- * memory (not shared, no file, not a special mapping).
- */
-int lx_query(struct sp_linux *lx, uintptr_t addr, uintptr_t *start,
-	     uintptr_t *end, int *prot, int *anon_private)
+int lx_query_kind(struct sp_linux *lx, uintptr_t addr, uintptr_t *start,
+		  uintptr_t *end, int *prot, int *kind)
 {
 	char name[64];
 	struct procmap_query q;
@@ -215,35 +209,42 @@ int lx_query(struct sp_linux *lx, uintptr_t addr, uintptr_t *start,
 	*prot = ((q.vma_flags & PROCMAP_QUERY_VMA_READABLE) ? PROT_READ : 0) |
 		((q.vma_flags & PROCMAP_QUERY_VMA_WRITABLE) ? PROT_WRITE : 0) |
 		((q.vma_flags & PROCMAP_QUERY_VMA_EXECUTABLE) ? PROT_EXEC : 0);
-	*anon_private = !(q.vma_flags & PROCMAP_QUERY_VMA_SHARED) &&
-			!q.inode && !q.dev_major && !q.dev_minor &&
-			(!q.vma_name_size || !name[0] ||
-			 !strcmp(name, "[heap]") || !strncmp(name, "[stack", 6));
+	*kind = LX_VMA_OTHER;
+	if (q.vma_flags & PROCMAP_QUERY_VMA_SHARED) {
+		/* never ours: store mappings are private */
+	} else if (!q.inode && !q.dev_major && !q.dev_minor) {
+		if (!q.vma_name_size || !name[0])
+			*kind = LX_VMA_ANON;
+		else if (!strcmp(name, "[heap]"))
+			*kind = LX_VMA_HEAP;
+		else if (!strncmp(name, "[stack", 6))
+			*kind = LX_VMA_STACK;
+	} else {
+		for (unsigned k = 0; k < lx->nseg; k++)
+			if (q.inode == lx->seg[k].ino &&
+			    makedev(q.dev_major, q.dev_minor) == lx->seg[k].dev)
+				*kind = LX_VMA_STORE;
+	}
 	return q.vma_start > addr ? 1 : 0;
+}
+
+int lx_query(struct sp_linux *lx, uintptr_t addr, uintptr_t *start,
+	     uintptr_t *end, int *prot, int *anon_private)
+{
+	int kind, r = lx_query_kind(lx, addr, start, end, prot, &kind);
+
+	*anon_private = kind == LX_VMA_ANON || kind == LX_VMA_HEAP ||
+			kind == LX_VMA_STACK;
+	return r;
 }
 
 int lx_query_store(struct sp_linux *lx, uintptr_t addr, uintptr_t *start,
 		   uintptr_t *end, int *prot, int *ours)
 {
-	struct procmap_query q;
+	int kind, r = lx_query_kind(lx, addr, start, end, prot, &kind);
 
-	memset(&q, 0, sizeof(q));
-	q.size = sizeof(q);
-	q.query_flags = PROCMAP_QUERY_COVERING_OR_NEXT_VMA;
-	q.query_addr = addr;
-	if (ioctl(lx->maps_fd, PROCMAP_QUERY, &q))
-		return errno == ENOENT ? -ENOENT : -errno;
-	*start = q.vma_start;
-	*end = q.vma_end;
-	*prot = ((q.vma_flags & PROCMAP_QUERY_VMA_READABLE) ? PROT_READ : 0) |
-		((q.vma_flags & PROCMAP_QUERY_VMA_WRITABLE) ? PROT_WRITE : 0) |
-		((q.vma_flags & PROCMAP_QUERY_VMA_EXECUTABLE) ? PROT_EXEC : 0);
-	*ours = 0;
-	for (unsigned k = 0; k < lx->nseg; k++)
-		if (q.inode && q.inode == lx->seg[k].ino &&
-		    makedev(q.dev_major, q.dev_minor) == lx->seg[k].dev)
-			*ours = 1;
-	return q.vma_start > addr ? 1 : 0;
+	*ours = kind == LX_VMA_STORE;
+	return r;
 }
 
 int lx_probe(void *be, void *space, uintptr_t addr, size_t len,

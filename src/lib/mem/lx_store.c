@@ -300,6 +300,7 @@ int lx_reconcile(struct sp_linux *lx)
 			lx_smap_add(lx, m.v[i].start, m.v[i].end,
 				    lx->seg[m.v[i].seg].base + m.v[i].off);
 		lx->vma_est = m.lines;
+		lx->vma_full = lx->vma_est + 2 > lx->vma_budget;
 	}
 	sp_mem_free(&lx->mem, m.v, m.cap * sizeof(*m.v));
 	return err;

@@ -25,6 +25,9 @@ struct uffdio_move {
 #ifndef UFFDIO_MOVE_MODE_DONTWAKE
 #define UFFDIO_MOVE_MODE_DONTWAKE ((__u64)1 << 0)
 #endif
+#ifndef UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES
+#define UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES ((__u64)1 << 1)
+#endif
 #ifndef UFFD_FEATURE_MOVE
 #define UFFD_FEATURE_MOVE (1 << 16)
 #endif
