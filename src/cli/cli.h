@@ -1,0 +1,23 @@
+/*
+ * cli.h - private to the command-line tool: its subcommands and the
+ * helpers they share (report.c).
+ */
+#ifndef SP_CLI_H
+#define SP_CLI_H
+
+#include "samepage.h"
+
+/* Subcommands: argv[0] is the subcommand's name; return the exit code. */
+int cmd_demo(int argc, char **argv);		/* demo.c */
+int cmd_demo_sim(int argc, char **argv);	/* demo_sim.c */
+
+/* report.c */
+double now_s(void);				/* CLOCK_MONOTONIC, seconds */
+double cpu_s(void);				/* this process's CPU time */
+void print_stats(const struct sp_stats *st);
+/* A field of /proc/self/smaps_rollup in kB (-1 if unreadable). */
+long rollup_kb(const char *key);
+/* Lines of /proc/self/maps: the process's VMAs (-1 if unreadable). */
+long count_vmas(void);
+
+#endif
