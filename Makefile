@@ -53,6 +53,7 @@ run: deps all
 
 bench: deps all
 	./$(BUILD)/bench/engine_bench
+	./$(BUILD)/bench/linux_bench
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN)

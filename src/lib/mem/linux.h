@@ -12,7 +12,7 @@
  *   lx_hold.c    holding pages (move-out with userfaultfd), replacing,
  *                zapping; the VMA budget
  *   lx_unmerge.c giving merged pages back as private memory (rebuild,
- *                relocate, in place)
+ *                or in place)
  *   lx_smap.c    the index of store mappings
  *   lx_scan.c    page states (pagemap), reads (guarded), probes
  *                (PROCMAP_QUERY), exclusions

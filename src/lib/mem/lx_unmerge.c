@@ -2,12 +2,11 @@
  * lx_unmerge.c - giving merged pages back to the process as ordinary
  * private memory, with their bytes and every concurrent write kept.
  *
- * Three ways, best first:
+ * Two ways, best first:
  *   rebuild    a whole range (merged runs, the private pages between
  *              them) becomes one fresh anonymous mapping again, so the
- *              mappings merging cost are returned (lx_rebuild);
- *   relocate   one store mapping becomes an anonymous copy of itself
- *              (content kept, mapping count unchanged);
+ *              mappings merging cost are returned (lx_rebuild); a store
+ *              mapping a span rebuild had to leave is tried alone;
  *   in place   the pages get private copies inside the store mapping
  *              (MADV_POPULATE_WRITE, or a forced copy for pages the
  *              process cannot write).  Always possible; the pages then
