@@ -104,6 +104,17 @@ static void *scanner(void *arg)
 		if (urgent)
 			budget = URGENT_BUDGET;
 		pthread_mutex_lock(&a->mem_lock);
+		/* Still wanted?  run=2 (unmerge, stop) may have run while
+		 * we waited for mem_lock: a window now would merge again
+		 * what it just unmerged. */
+		pthread_mutex_lock(&a->lock);
+		r = a->stop || (a->run != 1 && !a->urgent);
+		pthread_mutex_unlock(&a->lock);
+		if (r) {
+			pthread_mutex_unlock(&a->mem_lock);
+			pthread_mutex_lock(&a->lock);
+			continue;
+		}
 		r = sp_scan(a->e, (unsigned)budget);
 		if (r == 0)
 			lx_maintain(a->lx);
@@ -348,6 +359,11 @@ int sp_agent_set_run(struct sp_agent *a, int run)
 		return -EINVAL;
 	if (run == 2) {
 		pthread_mutex_lock(&a->mem_lock);
+		/* Stopped first: the scanner, waiting for mem_lock, must
+		 * find run 0 when it gets it. */
+		pthread_mutex_lock(&a->lock);
+		a->run = 0;
+		pthread_mutex_unlock(&a->lock);
 		err = sp_unmerge_all(a->e);
 		lx_maintain(a->lx);
 		pthread_mutex_unlock(&a->mem_lock);

@@ -388,6 +388,8 @@ int sp_unmerge_all(struct sp_engine *e)
 		     n = sp_rb_next(n))
 			err = unmerge_range(e, s, rg(n)->start, rg(n)->end, 1);
 	}
+	/* drop=1 above: as KSM frees its rmap_items, the records go, so
+	 * no page merges again before two more passes. */
 	if (!err) {
 		scan_reset(e);
 		e->c.full_scans = 0;
