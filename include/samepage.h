@@ -27,6 +27,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -640,6 +641,41 @@ SP_API void *sp_agent_remap(struct sp_agent *a, void *old, size_t oldlen,
 			    size_t newlen, int flags, void *new_addr);
 SP_API int sp_agent_protect(struct sp_agent *a, void *addr, size_t len,
 			    int prot);
+
+/*
+ * sp_agent_map - mmap under the agent: used for MAP_FIXED over registered
+ * memory (whatever was there is forgotten, as after munmap) and, with
+ * merge-any on, to register new private anonymous mappings at once.
+ * Return: as mmap(2) (MAP_FAILED with errno set).
+ */
+SP_API void *sp_agent_map(struct sp_agent *a, void *addr, size_t len,
+			  int prot, int flags, int fd, off_t off);
+
+/*
+ * sp_agent_set_merge_any - PR_SET_MEMORY_MERGE: on, every private
+ * anonymous VMA of the process (the main stack aside) is registered now,
+ * after each pass (mappings made behind our back: brk, thread stacks),
+ * and by sp_agent_map; off, every range is unregistered (unmerged), those
+ * registered by sp_agent_register included, as the kernel does.
+ * Return: 0 or unmerge's error (merge-any then stays on).
+ * sp_agent_get_merge_any - the flag (PR_GET_MEMORY_MERGE).
+ */
+SP_API int sp_agent_set_merge_any(struct sp_agent *a, int on);
+SP_API int sp_agent_get_merge_any(struct sp_agent *a);
+
+/* sp_agent_overlaps - whether [addr, addr+len) touches a registered
+ * range.  Takes the engine lock only (cheap; a scan window may delay it). */
+SP_API int sp_agent_overlaps(struct sp_agent *a, const void *addr,
+			     size_t len);
+
+/* sp_agent_internal - nonzero on a thread running agent code (its
+ * scanner; a thread inside an sp_agent_* call or its fork handlers).  An
+ * interposer of mmap/munmap/madvise must pass such calls straight on. */
+SP_API int sp_agent_internal(void);
+
+/* sp_agent_check - whether merging can run in this process: 0, or
+ * -EPERM / -ENOSYS with @why saying what is missing.  Allocates nothing. */
+SP_API int sp_agent_check(char *why, size_t whylen);
 
 /* sp_agent_stats_get - the backend's and scanner's figures. */
 SP_API void sp_agent_stats_get(struct sp_agent *a, struct sp_agent_stats *st);

@@ -10,6 +10,7 @@
 /* Subcommands: argv[0] is the subcommand's name; return the exit code. */
 int cmd_demo(int argc, char **argv);		/* demo.c */
 int cmd_demo_sim(int argc, char **argv);	/* demo_sim.c */
+int cmd_run(int argc, char **argv);		/* run.c */
 
 /* report.c */
 double now_s(void);				/* CLOCK_MONOTONIC, seconds */

@@ -5,6 +5,7 @@
  *   samepage demo [MiB]   merge duplicate data in this process's real
  *                         memory and show the kernel's view before/after
  *   samepage demo --sim   the same idea on simulated memory
+ *   samepage run -- CMD   run CMD with the KSM API served by samepage
  */
 #include <stdio.h>
 #include <string.h>
@@ -29,6 +30,8 @@ static const struct {
 	{ "version", cmd_version, "print the version" },
 	{ "demo", cmd_demo, "merge duplicate data in real memory, show Pss "
 			    "before/after (--sim: simulated)" },
+	{ "run", cmd_run, "run a program with its KSM calls (madvise, prctl) "
+			  "served by samepage" },
 };
 
 static void usage(FILE *f)

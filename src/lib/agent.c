@@ -21,12 +21,15 @@
  * child gets a backend of its own (lx_fork_child) and a new scanner.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine.h"
 #include "mem/linux.h"
@@ -34,14 +37,31 @@
 #define STACK_SIZE (1u << 20)
 #define URGENT_BUDGET (1u << 16)
 
+/* Work a program thread hands to the scanner: unmerging holds pages
+ * (lx_unmerge.c), and only the scanner, whose stack and TLS are ours,
+ * may hold pages; a program thread could hold its own stack or TLS and
+ * wait for itself. */
+struct agent_job {
+	int (*fn)(struct sp_agent *a, void *arg);	/* under mem_lock */
+	void *arg;
+	int err;
+	int done;
+};
+
 struct sp_agent {
 	struct sp_linux *lx;
 	struct sp_engine *e;
 	struct sp_space *s;
 	pthread_mutex_t mem_lock;	/* see the top of the file */
+	int merge_any;			/* PR_SET_MEMORY_MERGE: every private
+					 * anonymous VMA, now and future, is
+					 * registered.  Written under
+					 * mem_lock, read atomically */
 	pthread_mutex_t lock;		/* protects the fields below */
 	pthread_cond_t wake;		/* the scanner waits here */
 	pthread_cond_t passed;		/* merge_now waits here */
+	struct agent_job *job;		/* work for the scanner, or NULL */
+	pthread_cond_t job_done;	/* job callers wait here */
 	int run;			/* 0 stopped, 1 scanning */
 	unsigned urgent;		/* merge_now callers waiting */
 	uint64_t passes;		/* passes completed by the scanner */
@@ -57,6 +77,195 @@ struct sp_agent {
 static pthread_mutex_t agents_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sp_agent *the_agent;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+/* Nonzero on a thread running agent code: the scanner (always), a
+ * program thread inside an sp_agent_* call or our fork handlers.  The
+ * LD_PRELOAD shim passes such a thread's memory calls straight to libc
+ * (the agent's own mmap/munmap must not come back into the agent). */
+static __thread int in_agent __attribute__((tls_model("initial-exec")));
+
+int sp_agent_internal(void)
+{
+	return in_agent;
+}
+
+static void mem_enter(struct sp_agent *a)
+{
+	in_agent++;
+	pthread_mutex_lock(&a->mem_lock);
+}
+
+static void mem_leave(struct sp_agent *a)
+{
+	pthread_mutex_unlock(&a->mem_lock);
+	in_agent--;
+}
+
+/* Run @fn under mem_lock on the scanner thread and return its result;
+ * inline if there is no scanner (or we are it).  Blocks until done. */
+static int on_scanner(struct sp_agent *a, int (*fn)(struct sp_agent *, void *),
+		      void *arg)
+{
+	struct agent_job j = { fn, arg, 0, 0 };
+
+	pthread_mutex_lock(&a->lock);
+	if (!a->scanning || a->stop || in_agent) {
+		pthread_mutex_unlock(&a->lock);
+		mem_enter(a);
+		j.err = fn(a, arg);
+		mem_leave(a);
+		return j.err;
+	}
+	while (a->job)
+		pthread_cond_wait(&a->job_done, &a->lock);
+	a->job = &j;
+	pthread_cond_broadcast(&a->wake);
+	while (!j.done)
+		pthread_cond_wait(&a->job_done, &a->lock);
+	pthread_mutex_unlock(&a->lock);
+	return j.err;
+}
+
+/* ---- merge-any (PR_SET_MEMORY_MERGE) ----------------------------------- */
+
+#define MERGE_ANY_MAX ((uintptr_t)64 << 30)	/* largest VMA merge-any takes */
+
+/* Whether a /proc/self/maps line names a VMA merge-any registers: private,
+ * anonymous (no file; the heap and named anonymous memory included), not
+ * the main stack (growing it must stay the kernel's business) nor a
+ * special mapping.  The backend leaves out what it cannot merge anyway
+ * (its own memory, VMAs with flags a merge would lose). */
+static int anon_line(const char *l, uintptr_t *s, uintptr_t *e)
+{
+	unsigned long a, b, ino;
+	char perms[8];
+	int name = 0;
+
+	if (sscanf(l, "%lx-%lx %7s %*s %*s %lu %n", &a, &b, perms, &ino,
+		   &name) < 4 || perms[3] != 'p' || ino != 0)
+		return 0;
+	l += name;
+	if (*l && *l != '\n' && strncmp(l, "[heap]", 6) &&
+	    strncmp(l, "[anon:", 6))
+		return 0;
+	/* Reservations (PROT_NONE address space an allocator or a
+	 * sanitizer holds for later, often tens of GiB) and sparse giants
+	 * would cost the scanner a pagemap walk of all of them on every
+	 * pass: left out (docs/design.md, Limits).  madvise still takes
+	 * them. */
+	if (!strncmp(perms, "---", 3) || b - a > MERGE_ANY_MAX)
+		return 0;
+	*s = a;
+	*e = b;
+	return 1;
+}
+
+/* Register every VMA anon_line() accepts.  Reads maps with read(2) into
+ * a buffer of ours (no stdio, no malloc: the program's heap may be
+ * registered).  Context: mem_lock held. */
+static void register_all_anon(struct sp_agent *a)
+{
+	char buf[8192], line[512];
+	size_t ll = 0;
+	ssize_t r;
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	while ((r = read(fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t i = 0; i < r; i++) {
+			uintptr_t s, e;
+
+			if (ll < sizeof(line) - 1)
+				line[ll++] = buf[i];
+			if (buf[i] != '\n')
+				continue;
+			line[ll] = 0;
+			ll = 0;
+			if (anon_line(line, &s, &e))
+				sp_register(a->e, a->s, s, e - s);
+		}
+	}
+	close(fd);
+}
+
+/* The first registered part at or above @from: 0 and [*s, *e), or -1. */
+struct first_part {
+	uintptr_t s, e;
+	int found;
+};
+
+static void take_first(void *arg, uintptr_t s, uintptr_t e)
+{
+	struct first_part *f = arg;
+
+	if (!f->found) {
+		f->s = s;
+		f->e = e;
+		f->found = 1;
+	}
+}
+
+/* Unregister (unmerging) every range.  Context: mem_lock held. */
+static int unregister_all(struct sp_agent *a)
+{
+	uintptr_t from = 0, top = (uintptr_t)1 << 47;
+	int err = 0;
+
+	while (!err && from < top) {
+		struct first_part f = { 0, 0, 0 };
+
+		sp_ranges(a->e, a->s, from, top - from, take_first, &f);
+		if (!f.found)
+			break;
+		err = sp_unregister(a->e, a->s, f.s, f.e - f.s);
+		if (err == -ENOMEM)	/* a hole appeared: the rest went */
+			err = 0;
+		from = f.e;
+	}
+	return err;
+}
+
+static int job_merge_any(struct sp_agent *a, void *arg)
+{
+	int on = *(int *)arg, err = 0;
+
+	if (on && !a->merge_any) {
+		__atomic_store_n(&a->merge_any, 1, __ATOMIC_RELAXED);
+		lx_refresh_badflags(a->lx);
+		register_all_anon(a);
+	} else if (!on && a->merge_any) {
+		err = unregister_all(a);
+		if (!err)
+			__atomic_store_n(&a->merge_any, 0, __ATOMIC_RELAXED);
+	}
+	return err;
+}
+
+int sp_agent_set_merge_any(struct sp_agent *a, int on)
+{
+	on = !!on;
+	return on_scanner(a, job_merge_any, &on);
+}
+
+int sp_agent_get_merge_any(struct sp_agent *a)
+{
+	/* Read without mem_lock: the shim asks on every mmap. */
+	return __atomic_load_n(&a->merge_any, __ATOMIC_RELAXED);
+}
+
+int sp_agent_overlaps(struct sp_agent *a, const void *addr, size_t len)
+{
+	struct first_part f = { 0, 0, 0 };
+
+	if (!len)
+		return 0;
+	if ((uintptr_t)addr + len < (uintptr_t)addr)
+		len = -(uintptr_t)addr;
+	sp_ranges(a->e, a->s, (uintptr_t)addr & ~(uintptr_t)(LX_PS - 1),
+		  len + ((uintptr_t)addr & (LX_PS - 1)), take_first, &f);
+	return f.found;
+}
 
 /* ---- the scanner ------------------------------------------------------- */
 
@@ -86,12 +295,26 @@ static void *scanner(void *arg)
 	sigdelset(&set, SIGFPE);
 	sigdelset(&set, SIGILL);
 	pthread_sigmask(SIG_SETMASK, &set, NULL);
+	in_agent = 1;
 
 	pthread_mutex_lock(&a->lock);
 	while (!a->stop) {
 		uint64_t budget, sleep_ms;
 		int urgent, r;
 
+		if (a->job) {
+			struct agent_job *j = a->job;
+
+			pthread_mutex_unlock(&a->lock);
+			pthread_mutex_lock(&a->mem_lock);
+			j->err = j->fn(a, j->arg);
+			pthread_mutex_unlock(&a->mem_lock);
+			pthread_mutex_lock(&a->lock);
+			j->done = 1;
+			a->job = NULL;
+			pthread_cond_broadcast(&a->job_done);
+			continue;
+		}
 		if (a->run != 1 && !a->urgent) {
 			pthread_cond_wait(&a->wake, &a->lock);
 			continue;
@@ -103,7 +326,7 @@ static void *scanner(void *arg)
 		sp_knob_get(a->e, SP_KNOB_SLEEP_MILLISECS, &sleep_ms);
 		if (urgent)
 			budget = URGENT_BUDGET;
-		pthread_mutex_lock(&a->mem_lock);
+		mem_enter(a);
 		/* Still wanted?  run=2 (unmerge, stop) may have run while
 		 * we waited for mem_lock: a window now would merge again
 		 * what it just unmerged. */
@@ -111,21 +334,24 @@ static void *scanner(void *arg)
 		r = a->stop || (a->run != 1 && !a->urgent);
 		pthread_mutex_unlock(&a->lock);
 		if (r) {
-			pthread_mutex_unlock(&a->mem_lock);
+			mem_leave(a);
 			pthread_mutex_lock(&a->lock);
 			continue;
 		}
 		r = sp_scan(a->e, (unsigned)budget);
-		if (r == 0)
+		if (r == 0) {
 			lx_maintain(a->lx);
-		pthread_mutex_unlock(&a->mem_lock);
+			if (a->merge_any)
+				register_all_anon(a);
+		}
+		mem_leave(a);
 
 		pthread_mutex_lock(&a->lock);
 		if (r == 0) {
 			a->passes++;
 			pthread_cond_broadcast(&a->passed);
 		}
-		if (!a->urgent && !a->stop && sleep_ms)
+		if (!a->urgent && !a->stop && !a->job && sleep_ms)
 			timed_wait(&a->wake, &a->lock, sleep_ms);
 	}
 	pthread_mutex_unlock(&a->lock);
@@ -169,6 +395,7 @@ static void scanner_stop(struct sp_agent *a)
 
 static void fork_prepare(void)
 {
+	in_agent++;
 	pthread_mutex_lock(&agents_lock);
 	if (the_agent) {
 		pthread_mutex_lock(&the_agent->mem_lock);
@@ -184,6 +411,7 @@ static void fork_parent(void)
 		pthread_mutex_unlock(&the_agent->mem_lock);
 	}
 	pthread_mutex_unlock(&agents_lock);
+	in_agent--;
 }
 
 static void fork_child(void)
@@ -192,12 +420,16 @@ static void fork_child(void)
 
 	pthread_mutex_init(&agents_lock, NULL);
 	lx_alloc_child();
-	if (!a)
+	if (!a) {
+		in_agent--;
 		return;
+	}
 	pthread_mutex_init(&a->mem_lock, NULL);
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->wake, NULL);
 	pthread_cond_init(&a->passed, NULL);
+	pthread_cond_init(&a->job_done, NULL);
+	a->job = NULL;		/* its caller did not come with us */
 	a->scanning = 0;
 	a->urgent = 0;
 	/* Our own userfaultfd and store; the scanner thread did not come
@@ -206,6 +438,7 @@ static void fork_child(void)
 		scanner_start(a);
 	else
 		a->run = 0;
+	in_agent--;
 }
 
 static void fork_setup(void)
@@ -215,8 +448,8 @@ static void fork_setup(void)
 
 /* ---- life ------------------------------------------------------------- */
 
-int sp_agent_start(const struct sp_agent_config *cfg, struct sp_agent **out,
-		   char *why, size_t whylen)
+static int agent_start(const struct sp_agent_config *cfg,
+		       struct sp_agent **out, char *why, size_t whylen)
 {
 	struct sp_engine_config ec = { .ops = &lx_ops,
 				       .alloc = &lx_allocator };
@@ -262,6 +495,8 @@ int sp_agent_start(const struct sp_agent_config *cfg, struct sp_agent **out,
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->wake, NULL);
 	pthread_cond_init(&a->passed, NULL);
+	pthread_cond_init(&a->job_done, NULL);
+	a->job = NULL;
 	a->run = cfg ? cfg->run : 1;
 	err = scanner_start(a);
 	if (err)
@@ -281,18 +516,30 @@ out_free:
 	return err;
 }
 
+int sp_agent_start(const struct sp_agent_config *cfg, struct sp_agent **out,
+		   char *why, size_t whylen)
+{
+	int err;
+
+	in_agent++;
+	err = agent_start(cfg, out, why, whylen);
+	in_agent--;
+	return err;
+}
+
 void sp_agent_stop(struct sp_agent *a)
 {
 	if (!a)
 		return;
+	in_agent++;
 	pthread_mutex_lock(&agents_lock);
 	scanner_stop(a);
 	if (the_agent == a)
 		the_agent = NULL;
 	pthread_mutex_unlock(&agents_lock);
-	pthread_mutex_lock(&a->mem_lock);
+	mem_enter(a);
 	lx_maintain(a->lx);
-	pthread_mutex_unlock(&a->mem_lock);
+	mem_leave(a);
 	/* Engine metadata goes; merged pages keep their mappings (and
 	 * through them their stable pages). */
 	sp_engine_free(a->e);
@@ -303,7 +550,9 @@ void sp_agent_stop(struct sp_agent *a)
 	pthread_mutex_destroy(&a->lock);
 	pthread_cond_destroy(&a->wake);
 	pthread_cond_destroy(&a->passed);
+	pthread_cond_destroy(&a->job_done);
 	lx_allocator.free(NULL, a, sizeof(*a));
+	in_agent--;
 }
 
 struct sp_engine *sp_agent_engine(struct sp_agent *a)
@@ -351,6 +600,15 @@ int sp_agent_merge_now(struct sp_agent *a, unsigned timeout_ms)
 	return done ? 0 : -ETIMEDOUT;
 }
 
+static int job_unmerge_all(struct sp_agent *a, void *arg)
+{
+	int err = sp_unmerge_all(a->e);
+
+	(void)arg;
+	lx_maintain(a->lx);
+	return err;
+}
+
 int sp_agent_set_run(struct sp_agent *a, int run)
 {
 	int err = 0;
@@ -358,15 +616,11 @@ int sp_agent_set_run(struct sp_agent *a, int run)
 	if (run < 0 || run > 2)
 		return -EINVAL;
 	if (run == 2) {
-		pthread_mutex_lock(&a->mem_lock);
-		/* Stopped first: the scanner, waiting for mem_lock, must
-		 * find run 0 when it gets it. */
+		/* Stopped first: no scan window after the unmerge. */
 		pthread_mutex_lock(&a->lock);
 		a->run = 0;
 		pthread_mutex_unlock(&a->lock);
-		err = sp_unmerge_all(a->e);
-		lx_maintain(a->lx);
-		pthread_mutex_unlock(&a->mem_lock);
+		err = on_scanner(a, job_unmerge_all, NULL);
 		run = 0;
 	}
 	pthread_mutex_lock(&a->lock);
@@ -392,21 +646,30 @@ int sp_agent_register(struct sp_agent *a, void *addr, size_t len)
 {
 	int err;
 
-	pthread_mutex_lock(&a->mem_lock);
+	mem_enter(a);
 	lx_refresh_badflags(a->lx);
 	err = sp_register(a->e, a->s, (uintptr_t)addr, len);
-	pthread_mutex_unlock(&a->mem_lock);
+	mem_leave(a);
 	return err;
+}
+
+struct span {
+	void *addr;
+	size_t len;
+};
+
+static int job_unregister(struct sp_agent *a, void *arg)
+{
+	struct span *sp = arg;
+
+	return sp_unregister(a->e, a->s, (uintptr_t)sp->addr, sp->len);
 }
 
 int sp_agent_unregister(struct sp_agent *a, void *addr, size_t len)
 {
-	int err;
+	struct span sp = { addr, len };
 
-	pthread_mutex_lock(&a->mem_lock);
-	err = sp_unregister(a->e, a->s, (uintptr_t)addr, len);
-	pthread_mutex_unlock(&a->mem_lock);
-	return err;
+	return on_scanner(a, job_unregister, &sp);
 }
 
 static int check_range(void *addr, size_t len, uintptr_t *end)
@@ -430,7 +693,7 @@ int sp_agent_discard(struct sp_agent *a, void *addr, size_t len)
 	err = check_range(addr, len, &end);
 	if (err || (uintptr_t)addr == end)
 		return err;
-	pthread_mutex_lock(&a->mem_lock);
+	mem_enter(a);
 	/* The memory first: merged parts become fresh anonymous memory
 	 * (MADV_DONTNEED would bring their merged content back), the rest
 	 * is discarded as usual.  Then the engine forgets their records. */
@@ -463,7 +726,7 @@ int sp_agent_discard(struct sp_agent *a, void *addr, size_t len)
 		p = ve;
 	}
 	sp_discard(a->e, a->s, (uintptr_t)addr, end - (uintptr_t)addr);
-	pthread_mutex_unlock(&a->mem_lock);
+	mem_leave(a);
 	return err;
 }
 
@@ -475,14 +738,14 @@ int sp_agent_unmap(struct sp_agent *a, void *addr, size_t len)
 	err = check_range(addr, len, &end);
 	if (err)
 		return err;
-	pthread_mutex_lock(&a->mem_lock);
+	mem_enter(a);
 	if (munmap(addr, len)) {
 		err = -errno;
 	} else {
 		lx_smap_del(a->lx, (uintptr_t)addr, end);
 		sp_forget(a->e, a->s, (uintptr_t)addr, end - (uintptr_t)addr);
 	}
-	pthread_mutex_unlock(&a->mem_lock);
+	mem_leave(a);
 	return err;
 }
 
@@ -509,7 +772,7 @@ void *sp_agent_remap(struct sp_agent *a, void *old, size_t oldlen,
 	uintptr_t o = (uintptr_t)old, oend = o + oldlen;
 	void *p;
 
-	pthread_mutex_lock(&a->mem_lock);
+	mem_enter(a);
 	sp_ranges(a->e, a->s, o, oldlen, collect_part, &parts);
 	p = mremap(old, oldlen, newlen, flags, new_addr);
 	if (p != MAP_FAILED) {
@@ -532,7 +795,28 @@ void *sp_agent_remap(struct sp_agent *a, void *old, size_t oldlen,
 		/* Store mappings may have moved: ask the kernel. */
 		lx_reconcile(a->lx);
 	}
-	pthread_mutex_unlock(&a->mem_lock);
+	mem_leave(a);
+	return p;
+}
+
+void *sp_agent_map(struct sp_agent *a, void *addr, size_t len, int prot,
+		   int flags, int fd, off_t off)
+{
+	void *p;
+
+	mem_enter(a);
+	p = mmap(addr, len, prot, flags, fd, off);
+	if (p != MAP_FAILED) {
+		uintptr_t end = ((uintptr_t)p + len + LX_PS - 1) & ~(uintptr_t)(LX_PS - 1);
+
+		/* Whatever was there is gone, as after munmap. */
+		lx_smap_del(a->lx, (uintptr_t)p, end);
+		sp_forget(a->e, a->s, (uintptr_t)p, end - (uintptr_t)p);
+		if (a->merge_any && (flags & MAP_ANONYMOUS) &&
+		    !(flags & MAP_SHARED))
+			sp_register(a->e, a->s, (uintptr_t)p, end - (uintptr_t)p);
+	}
+	mem_leave(a);
 	return p;
 }
 
@@ -540,10 +824,10 @@ int sp_agent_protect(struct sp_agent *a, void *addr, size_t len, int prot)
 {
 	int err = 0;
 
-	pthread_mutex_lock(&a->mem_lock);
+	mem_enter(a);
 	if (mprotect(addr, len, prot))
 		err = -errno;
-	pthread_mutex_unlock(&a->mem_lock);
+	mem_leave(a);
 	return err;
 }
 
@@ -552,7 +836,7 @@ void sp_agent_stats_get(struct sp_agent *a, struct sp_agent_stats *st)
 	struct sp_linux *lx = a->lx;
 
 	memset(st, 0, sizeof(*st));
-	pthread_mutex_lock(&a->mem_lock);
+	mem_enter(a);
 	pthread_mutex_lock(&a->e->lock);
 	st->moves = lx->moves;
 	st->moves_refused = lx->moves_refused;
@@ -569,8 +853,20 @@ void sp_agent_stats_get(struct sp_agent *a, struct sp_agent_stats *st)
 	st->backend_bytes = lx->mem_bytes;
 	st->held_waits = lx->held_waits;
 	pthread_mutex_unlock(&a->e->lock);
-	pthread_mutex_unlock(&a->mem_lock);
+	mem_leave(a);
 	pthread_mutex_lock(&a->lock);
 	st->passes = a->passes;
 	pthread_mutex_unlock(&a->lock);
+}
+
+int sp_agent_check(char *why, size_t whylen)
+{
+	char dummy[8];
+
+	if (!why) {
+		why = dummy;
+		whylen = sizeof(dummy);
+	}
+	why[0] = 0;
+	return lx_check(why, whylen);
 }
