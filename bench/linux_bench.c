@@ -31,61 +31,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 
 #include "samepage.h"
+#include "cli/cli.h"	/* now_s, cpu_s, rollup_kb, count_vmas */
 #include "util/hash.h"
 
 #define PS SP_PAGE_SIZE
 #define MIB (1024u * 1024u)
 
 static struct sp_agent *A;
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double cpu(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static long rollup_kb(const char *key)
-{
-	char line[256];
-	long v = -1;
-	size_t n = strlen(key);
-	FILE *f = fopen("/proc/self/smaps_rollup", "re");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, n) && line[n] == ':')
-			v = atol(line + n + 1);
-	fclose(f);
-	return v;
-}
-
-static long vmas(void)
-{
-	FILE *f = fopen("/proc/self/maps", "re");
-	long n = 0;
-	int c;
-
-	if (!f)
-		return -1;
-	while ((c = fgetc(f)) != EOF)
-		n += c == '\n';
-	fclose(f);
-	return n;
-}
 
 static char *map(size_t bytes)
 {
@@ -141,11 +95,11 @@ static double floor_rate(const char *p, size_t n)
 	double best = 0;
 
 	for (int r = 0; r < 3; r++) {
-		double t0 = now(), rate;
+		double t0 = now_s(), rate;
 
 		for (size_t i = 0; i < n; i++)
 			sink += sp_hash_page(p + i * PS);
-		rate = n / (now() - t0);
+		rate = n / (now_s() - t0);
 		if (rate > best)
 			best = rate;
 	}
@@ -162,9 +116,9 @@ static double rescan_rate(size_t registered, int smart)
 	must(sp_knob_set(sp_agent_engine(A), SP_KNOB_SMART_SCAN, smart),
 	     "smart_scan");
 	a = stats();
-	t0 = now();
+	t0 = now_s();
 	must(sp_agent_merge_now(A, 0), "merge_now");
-	t0 = now() - t0;
+	t0 = now_s() - t0;
 	b = stats();
 	printf("    smart_scan %d: %.0f ms for %llu passes, %llu pages scanned, "
 	       "%llu skipped\n", smart, t0 * 1e3,
@@ -189,19 +143,19 @@ static void headline(size_t mib)
 	memcpy(x + half * PS, x, half * PS);
 	pss0 = rollup_kb("Pss");
 	rss0 = rollup_kb("Rss");
-	v0 = vmas();
+	v0 = count_vmas();
 
-	t0 = now();
-	c0 = cpu();
+	t0 = now_s();
+	c0 = cpu_s();
 	must(sp_agent_register(A, x, n * PS), "register");
 	must(sp_agent_merge_now(A, 0), "merge_now");
-	t = now() - t0;
-	c = cpu() - c0;
+	t = now_s() - t0;
+	c = cpu_s() - c0;
 	st = stats();
 	as = astats();
 	pss1 = rollup_kb("Pss");
 	rss1 = rollup_kb("Rss");
-	v1 = vmas();
+	v1 = count_vmas();
 	printf("  converge: %.2f s wall, %.2f s CPU; %llu pages sharing "
 	       "(of %zu duplicates), %llu shared, %llu passes\n", t, c,
 	       (unsigned long long)st.pages_sharing, half,
@@ -281,17 +235,17 @@ static void per_merge(size_t run_mib, int isolated)
 	}
 	st0 = stats();
 	as0 = astats();
-	v0 = vmas();
-	t = now();
-	c = cpu();
+	v0 = count_vmas();
+	t = now_s();
+	c = cpu_s();
 	must(sp_agent_register(A, a, n * PS), "register");
 	must(sp_agent_register(A, b, n * PS), "register");
 	must(sp_agent_merge_now(A, 0), "merge_now");
-	t = now() - t;
-	c = cpu() - c;
+	t = now_s() - t;
+	c = cpu_s() - c;
 	st1 = stats();
 	as1 = astats();
-	v1 = vmas();
+	v1 = count_vmas();
 	merged = (st1.pages_sharing + st1.pages_shared) -
 		 (st0.pages_sharing + st0.pages_shared);
 	calls = as1.replaces - as0.replaces;

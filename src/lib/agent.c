@@ -189,7 +189,8 @@ static void register_all_anon(struct sp_agent *a)
 	close(fd);
 }
 
-/* The first registered part at or above @from: 0 and [*s, *e), or -1. */
+/* sp_ranges() callback keeping only the first registered part it is
+ * shown. */
 struct first_part {
 	uintptr_t s, e;
 	int found;

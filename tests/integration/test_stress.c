@@ -39,34 +39,6 @@
 
 #include "rt.h"
 
-/*
- * Under ThreadSanitizer: the writers' accesses to the merged region are
- * ordered against the merger by the kernel (a write to a held page blocks
- * in a userfaultfd fault; a remap happens under the mm lock), which TSan
- * cannot see: it takes the merger's mmap over the region for a plain
- * write.  Those accesses alone are left out of its view; the engine, the
- * agent, their locks and counters stay checked.
- */
-#if defined(__SANITIZE_THREAD__)
-void AnnotateIgnoreReadsBegin(const char *file, int line);
-void AnnotateIgnoreReadsEnd(const char *file, int line);
-void AnnotateIgnoreWritesBegin(const char *file, int line);
-void AnnotateIgnoreWritesEnd(const char *file, int line);
-#define REGION_ACCESS_BEGIN()                                                \
-	do {                                                                 \
-		AnnotateIgnoreReadsBegin(__FILE__, __LINE__);                \
-		AnnotateIgnoreWritesBegin(__FILE__, __LINE__);               \
-	} while (0)
-#define REGION_ACCESS_END()                                                  \
-	do {                                                                 \
-		AnnotateIgnoreWritesEnd(__FILE__, __LINE__);                 \
-		AnnotateIgnoreReadsEnd(__FILE__, __LINE__);                  \
-	} while (0)
-#else
-#define REGION_ACCESS_BEGIN() do { } while (0)
-#define REGION_ACCESS_END() do { } while (0)
-#endif
-
 #define NPAGE 4096		/* 16 MiB; pages i and i + NPAGE/2 are equal */
 #define NWRITER 3
 #define NPIN 8			/* pages per writer pinned as fixed buffers */

@@ -27,29 +27,6 @@
 #define NWRITER 2
 #define CYCLES 60
 
-#if defined(__SANITIZE_THREAD__)
-/* As in test_stress.c: the kernel orders the writers' accesses against
- * the merger's remaps (faults wait on the userfaultfd), which TSan cannot
- * see.  Only those accesses are hidden from it. */
-void AnnotateIgnoreReadsBegin(const char *file, int line);
-void AnnotateIgnoreReadsEnd(const char *file, int line);
-void AnnotateIgnoreWritesBegin(const char *file, int line);
-void AnnotateIgnoreWritesEnd(const char *file, int line);
-#define REGION_ACCESS_BEGIN()                                                \
-	do {                                                                 \
-		AnnotateIgnoreReadsBegin(__FILE__, __LINE__);                \
-		AnnotateIgnoreWritesBegin(__FILE__, __LINE__);               \
-	} while (0)
-#define REGION_ACCESS_END()                                                  \
-	do {                                                                 \
-		AnnotateIgnoreWritesEnd(__FILE__, __LINE__);                 \
-		AnnotateIgnoreReadsEnd(__FILE__, __LINE__);                  \
-	} while (0)
-#else
-#define REGION_ACCESS_BEGIN() do { } while (0)
-#define REGION_ACCESS_END() do { } while (0)
-#endif
-
 enum { PAUSE, RUN, QUIT };
 
 static char *region;
