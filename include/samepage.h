@@ -393,6 +393,19 @@ struct sp_backend_ops {
 	 * each merged run as usual; on a rebuilt run it finds nothing to do.
 	 * Best effort: what cannot be rebuilt is left as it is. */
 	void (*rebuild)(void *be, void *space, uintptr_t addr, size_t n);
+	/* Optional (may be NULL).  Pages of one window that found no
+	 * partner in the engine (they just entered the unstable tree):
+	 * @hash[i] is the XXH3-64 of the page at @addr[i] as it was read.
+	 * The backend may name, in out[i], a stable page it can map that
+	 * probably holds the same bytes (from a store shared with other
+	 * processes), else SP_SPAGE_NONE.  Each page named carries one
+	 * reference, which the engine gives back with stable_release: when
+	 * the node it makes for it goes, or at once if it makes none.  The
+	 * engine compares bytes before anything is mapped, as always.  May
+	 * block (a round trip to a daemon).  Return: 0 or -errno (nothing
+	 * named). */
+	int (*lookup)(void *be, void *space, size_t n, const uintptr_t *addr,
+		      const uint64_t *hash, sp_spage_t *out);
 };
 
 /* ===================================================================== */

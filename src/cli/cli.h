@@ -11,6 +11,11 @@
 int cmd_demo(int argc, char **argv);		/* demo.c */
 int cmd_demo_sim(int argc, char **argv);	/* demo_sim.c */
 int cmd_run(int argc, char **argv);		/* run.c */
+int cmd_stat(int argc, char **argv);		/* ctl.c */
+int cmd_set(int argc, char **argv);		/* ctl.c */
+/* ensure_daemon - a per-user samepaged answers at the socket written to
+ * @path (started if none did).  Return: 0 or -errno. */
+int ensure_daemon(char *path, size_t len);
 
 /* report.c */
 double now_s(void);				/* CLOCK_MONOTONIC, seconds */

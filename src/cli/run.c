@@ -15,6 +15,12 @@
  * userfaultfd): if not, it says why and refuses (exit 1), unless
  * --no-merge-ok is given, in which case the program runs and its KSM
  * calls succeed without merging, as with KSM's run=0.
+ *
+ * Processes merge with each other through samepaged: the per-user one at
+ * spp_socket_path() (started here if none answers; it exits after a
+ * minute without clients), or the one $SAMEPAGE_SOCKET names (a system
+ * daemon: /run/samepage/samepaged.sock).  --no-daemon keeps merging
+ * inside each process.
  */
 #include <errno.h>
 #include <limits.h>
@@ -100,6 +106,7 @@ static int usage(void)
 		"[--sleep-millisecs N] [--max-page-sharing N]\n"
 		"                    [--use-zero-pages 0|1] [--smart-scan 0|1] "
 		"[--run 0|1] [--no-merge-ok]\n"
+		"                    [--no-daemon]\n"
 		"                    -- CMD [ARGS...]\n");
 	return 2;
 }
@@ -108,13 +115,17 @@ int cmd_run(int argc, char **argv)
 {
 	char shim[PATH_MAX], why[256], *pre;
 	const char *old;
-	int i, no_merge_ok = 0, err;
+	int i, no_merge_ok = 0, no_daemon = 0, err;
 
 	for (i = 1; i < argc && strcmp(argv[i], "--"); i++) {
 		size_t k;
 
 		if (!strcmp(argv[i], "--no-merge-ok")) {
 			no_merge_ok = 1;
+			continue;
+		}
+		if (!strcmp(argv[i], "--no-daemon")) {
+			no_daemon = 1;
 			continue;
 		}
 		for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++)
@@ -147,6 +158,17 @@ int cmd_run(int argc, char **argv)
 			"(--no-merge-ok runs the program anyway, merging "
 			"nothing)\n", why);
 		return 1;
+	}
+	if (!err && !no_daemon) {
+		char sock[108];
+		int e = ensure_daemon(sock, sizeof(sock));
+
+		if (e)
+			fprintf(stderr, "samepage run: no samepaged (%s): "
+				"merging inside each process only\n",
+				strerror(-e));
+		else
+			setenv("SAMEPAGE_SOCKET", sock, 1);
 	}
 	old = getenv("LD_PRELOAD");
 #ifdef SP_PRELOAD_FIRST

@@ -6,6 +6,7 @@
  *                         memory and show the kernel's view before/after
  *   samepage demo --sim   the same idea on simulated memory
  *   samepage run -- CMD   run CMD with the KSM API served by samepage
+ *   samepage stat / set   samepaged's counters and knobs (ctl.c)
  */
 #include <stdio.h>
 #include <string.h>
@@ -32,6 +33,9 @@ static const struct {
 			    "before/after (--sim: simulated)" },
 	{ "run", cmd_run, "run a program with its KSM calls (madvise, prctl) "
 			  "served by samepage" },
+	{ "stat", cmd_stat, "counters of the processes merging through "
+			    "samepaged (--pid PID, --json)" },
+	{ "set", cmd_set, "set a knob for every process of the domain" },
 };
 
 static void usage(FILE *f)

@@ -70,6 +70,11 @@ struct sp_agent {
 	pthread_t thread;
 	void *stack;			/* the scanner's stack (excluded) */
 	char why[256];			/* why merging stopped, if it did */
+	/* The daemon's side (scanner thread only, under mem_lock): */
+	uint64_t knob_gen;		/* generation of knobs applied */
+	uint64_t adv[SPK_COUNT];	/* advisor settings from the daemon */
+	uint64_t pass_ns, pass_cpu;	/* when the pass began (advisor) */
+	uint64_t report_ns;		/* last report */
 };
 
 /* The agent of this process, for the fork handlers.  agents_lock
@@ -284,6 +289,124 @@ static void timed_wait(pthread_cond_t *c, pthread_mutex_t *m, uint64_t ms)
 	pthread_cond_timedwait(c, m, &ts);
 }
 
+static uint64_t clock_ns(clockid_t c)
+{
+	struct timespec ts;
+
+	clock_gettime(c, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The counters samepaged sums and `samepage stat --pid` shows. */
+static void fill_report(struct sp_agent *a, struct spp_report *r)
+{
+	struct sp_stats g;
+	struct sp_space_stats p;
+
+	sp_stats_get(a->e, &g);
+	sp_space_stats_get(a->e, a->s, &p);
+	memset(r, 0, sizeof(*r));
+	r->pid = (uint32_t)getpid();
+	r->v[SPS_PAGES_SHARED] = (int64_t)g.pages_shared;
+	r->v[SPS_PAGES_SHARING] = (int64_t)g.pages_sharing;
+	r->v[SPS_PAGES_UNSHARED] = (int64_t)g.pages_unshared;
+	r->v[SPS_PAGES_VOLATILE] = (int64_t)g.pages_volatile;
+	r->v[SPS_PAGES_SCANNED] = (int64_t)g.pages_scanned;
+	r->v[SPS_PAGES_SKIPPED] = (int64_t)g.pages_skipped;
+	r->v[SPS_FULL_SCANS] = (int64_t)g.full_scans;
+	r->v[SPS_GENERAL_PROFIT] = g.general_profit;
+	r->v[SPS_KSM_ZERO_PAGES] = (int64_t)g.ksm_zero_pages;
+	r->v[SPS_STABLE_NODE_CHAINS] = (int64_t)g.stable_node_chains;
+	r->v[SPS_STABLE_NODE_DUPS] = (int64_t)g.stable_node_dups;
+	r->v[SPS_KSM_RMAP_ITEMS] = (int64_t)p.rmap_items;
+	r->v[SPS_KSM_MERGING_PAGES] = (int64_t)p.merging_pages;
+	r->v[SPS_KSM_PROCESS_PROFIT] = p.process_profit;
+	r->v[SPS_KSM_MERGE_ANY] = __atomic_load_n(&a->merge_any, __ATOMIC_RELAXED);
+	r->v[SPS_SHARED_GLOBAL] = (int64_t)lx_client_pages(a->lx);
+	r->v[SPS_META_BYTES] = (int64_t)g.meta_bytes;
+	r->v[SPS_CPU_NS] = (int64_t)clock_ns(CLOCK_THREAD_CPUTIME_ID);
+}
+
+/* Apply knobs set with `samepage set` (generation 0: never set, the
+ * process keeps its own).  Scanner thread, under mem_lock. */
+static void apply_knobs(struct sp_agent *a, const struct spp_knobs *k)
+{
+	static const struct { int spk; enum sp_knob sk; } map[] = {
+		{ SPK_PAGES_TO_SCAN, SP_KNOB_PAGES_TO_SCAN },
+		{ SPK_SLEEP_MILLISECS, SP_KNOB_SLEEP_MILLISECS },
+		{ SPK_MAX_PAGE_SHARING, SP_KNOB_MAX_PAGE_SHARING },
+		{ SPK_USE_ZERO_PAGES, SP_KNOB_USE_ZERO_PAGES },
+		{ SPK_SMART_SCAN, SP_KNOB_SMART_SCAN },
+	};
+
+	if (!k->generation || k->generation == a->knob_gen)
+		return;
+	a->knob_gen = k->generation;
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		sp_knob_set(a->e, map[i].sk, k->v[map[i].spk]);	/* EBUSY: kept */
+	memcpy(a->adv, k->v, sizeof(a->adv));
+	if (k->v[SPK_RUN] == 2) {
+		pthread_mutex_lock(&a->lock);
+		a->run = 0;
+		pthread_mutex_unlock(&a->lock);
+		sp_unmerge_all(a->e);
+		lx_maintain(a->lx);
+	} else {
+		pthread_mutex_lock(&a->lock);
+		a->run = (int)k->v[SPK_RUN];
+		pthread_mutex_unlock(&a->lock);
+	}
+}
+
+/* Report to samepaged (at most 4 times a second) and take its knobs.
+ * Scanner thread, under mem_lock. */
+static void daemon_tick(struct sp_agent *a, int force)
+{
+	struct spp_report r;
+	struct spp_knobs k;
+	uint64_t now = clock_ns(CLOCK_MONOTONIC);
+
+	if (!a->lx->cl.path[0] || (!force && now - a->report_ns < 250000000u))
+		return;
+	a->report_ns = now;
+	fill_report(a, &r);
+	if (lx_client_report(a->lx, &r, &k))
+		apply_knobs(a, &k);
+}
+
+/*
+ * The advisor (advisor_mode scan-time, as KSM's since 6.8): after each
+ * pass, scale pages_to_scan so that the next pass takes the target time,
+ * but no more than advisor_max_cpu percent of a CPU, within the min/max.
+ */
+static void advise(struct sp_agent *a)
+{
+	uint64_t now = clock_ns(CLOCK_MONOTONIC);
+	uint64_t cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID), pts;
+
+	if (a->adv[SPK_ADVISOR_MODE] == 1 && a->pass_ns && now > a->pass_ns &&
+	    !sp_knob_get(a->e, SP_KNOB_PAGES_TO_SCAN, &pts)) {
+		double wall = (double)(now - a->pass_ns) / 1e9;
+		double used = (double)(cpu - a->pass_cpu) / 1e9;
+		double pct = 100.0 * used / wall;
+		double want = (double)pts * wall /
+			      (double)a->adv[SPK_ADVISOR_TARGET_SCAN_TIME];
+		double cap = pct > 0 ? (double)pts *
+					       (double)a->adv[SPK_ADVISOR_MAX_CPU] / pct
+				     : want;
+
+		if (want > cap)
+			want = cap;
+		if (want < (double)a->adv[SPK_ADVISOR_MIN_PAGES_TO_SCAN])
+			want = (double)a->adv[SPK_ADVISOR_MIN_PAGES_TO_SCAN];
+		if (want > (double)a->adv[SPK_ADVISOR_MAX_PAGES_TO_SCAN])
+			want = (double)a->adv[SPK_ADVISOR_MAX_PAGES_TO_SCAN];
+		sp_knob_set(a->e, SP_KNOB_PAGES_TO_SCAN, (uint64_t)want);
+	}
+	a->pass_ns = now;
+	a->pass_cpu = cpu;
+}
+
 static void *scanner(void *arg)
 {
 	struct sp_agent *a = arg;
@@ -317,7 +440,19 @@ static void *scanner(void *arg)
 			continue;
 		}
 		if (a->run != 1 && !a->urgent) {
-			pthread_cond_wait(&a->wake, &a->lock);
+			if (!a->lx->cl.path[0]) {
+				pthread_cond_wait(&a->wake, &a->lock);
+				continue;
+			}
+			/* Stopped, but the daemon may start us again. */
+			timed_wait(&a->wake, &a->lock, 250);
+			if (a->stop || a->job)
+				continue;
+			pthread_mutex_unlock(&a->lock);
+			mem_enter(a);
+			daemon_tick(a, 0);
+			mem_leave(a);
+			pthread_mutex_lock(&a->lock);
 			continue;
 		}
 		urgent = a->urgent > 0;
@@ -344,7 +479,9 @@ static void *scanner(void *arg)
 			lx_maintain(a->lx);
 			if (a->merge_any)
 				register_all_anon(a);
+			advise(a);
 		}
+		daemon_tick(a, 0);
 		mem_leave(a);
 
 		pthread_mutex_lock(&a->lock);

@@ -70,6 +70,14 @@ struct sp_window {
 	struct sp_action act[SP_WINDOW];
 	unsigned nact;
 	unsigned nstage;		/* staging slots used */
+	/* Pages that found no partner here, for the backend's lookup in a
+	 * shared store (ops->lookup): window slot, unstable node, hash. */
+	unsigned nglob;
+	uint16_t gslot[SP_WINDOW];
+	uint32_t gnode[SP_WINDOW];
+	uint64_t ghash[SP_WINDOW];
+	uintptr_t gaddr[SP_WINDOW];
+	sp_spage_t gout[SP_WINDOW];
 };
 
 /* Global counters kept by the scan (the stable ones live in e->stable). */

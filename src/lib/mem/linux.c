@@ -37,6 +37,7 @@ const struct sp_backend_ops lx_ops = {
 	.stable_write = lx_stable_write,
 	.stable_peek = lx_stable_peek,
 	.stable_release = lx_stable_release,
+	.lookup = lx_lookup,
 };
 
 static long read_long(const char *path, long dflt)
@@ -136,6 +137,10 @@ int lx_new(struct sp_linux **out, char *why, size_t whylen)
 	}
 	if (!err)
 		err = lx_seg_new(lx, why, whylen);
+	if (!err && lx_client_init(lx)) {
+		snprintf(why, whylen, "out of memory");
+		err = -ENOMEM;
+	}
 	if (err) {
 		lx_free(lx);
 		return err;
@@ -158,6 +163,7 @@ void lx_free(struct sp_linux *lx)
 	if (lx->uffd >= 0)
 		close(lx->uffd);
 	close_proc(lx);
+	lx_client_free(lx);
 	lx_smap_clear(lx);
 	for (unsigned k = 0; k < lx->nseg; k++)
 		close(lx->seg[k].fd);
@@ -182,7 +188,7 @@ int lx_maintain(struct sp_linux *lx)
 
 void lx_fork_parent(struct sp_linux *lx)
 {
-	struct lx_seg *seg = &lx->seg[lx->nseg - 1];
+	struct lx_seg *seg = &lx->seg[lx->cur];
 
 	/* Pages allocated so far may be mapped by the child from now on. */
 	seg->fork_top = lx->ra.top;
@@ -222,6 +228,7 @@ int lx_fork_child(struct sp_linux *lx, char *why, size_t whylen)
 	for (unsigned k = 0; k < lx->nseg; k++)
 		lx->seg[k].frozen = 1;
 	lx->npending = 0;
+	lx_client_fork_child(lx);
 	if (!err)
 		err = lx_seg_new(lx, why, whylen);
 	if (err && lx->uffd >= 0) {

@@ -33,6 +33,7 @@
 #include "../util/alloc.h"
 #include "../util/ralloc.h"
 #include "../util/rbtree.h"
+#include "../proto.h"
 
 #define LX_PS SP_PAGE_SIZE
 #define LX_HOLD_MAX 256			/* pages per hold (a window) */
@@ -56,6 +57,32 @@ struct lx_seg {
 	uint64_t born;		/* creation, in clock ticks since boot (as
 				 * /proc/PID/stat's starttime) */
 	uint32_t fork_top;	/* pages below it may be mapped by children */
+	int global;		/* 0: ours; 1: samepaged's (read-only fd,
+				 * references counted there); 2: of a
+				 * daemon we lost (nobody reuses it) */
+	uint32_t gseg;		/* global: the daemon's segment number */
+};
+
+/*
+ * The connection to samepaged (lx_client.c), used only by the thread
+ * that holds the engine lock.  Stable pages named by the daemon live in
+ * its segments, entered in seg[] with global = 1; the daemon counts one
+ * reference per page per process, we count the engine's uses (@key ->
+ * @val) and give the daemon's back when ours drop to zero.
+ */
+struct lx_client {
+	char path[108];		/* daemon socket; "" when not wanted */
+	int sock;		/* -1: not connected */
+	uint64_t epoch;		/* the daemon run of the last connection */
+	uint64_t retry_ms;	/* no reconnect before (monotonic ms) */
+	int16_t gmap[256];	/* daemon segment -> seg[] index, -1 */
+	uint32_t *key, *val;	/* open addressing: page + 1 -> uses */
+	uint32_t cap, n;
+	struct spp_ref *unref;	/* references to give back */
+	uint32_t nunref;
+	uint8_t *buf;		/* SPP_MAX_MSG: messages in and out */
+	uint64_t lookups, named, uploads, disconnects;
+	uint64_t report_ms;	/* last report */
 };
 
 /* Scratch area for one protection: holds land here (dst of UFFDIO_MOVE
@@ -111,7 +138,9 @@ struct sp_linux {
 					 * once per window, in lx_state) */
 
 	struct lx_seg seg[LX_MAX_SEGS];
-	unsigned nseg;			/* the last one allocates */
+	unsigned nseg;
+	unsigned cur;			/* the local segment that allocates */
+	struct lx_client cl;		/* samepaged, if wanted */
 	struct sp_ralloc ra;		/* numbers of the last segment */
 	uint32_t *pending;		/* released pages waiting for a punch */
 	uint32_t npending, pending_cap;
@@ -168,6 +197,30 @@ int lx_maintain(struct sp_linux *lx);
  * segment, inherited ones frozen).  Context: the agent's fork handlers. */
 void lx_fork_parent(struct sp_linux *lx);
 int lx_fork_child(struct sp_linux *lx, char *why, size_t whylen);
+
+/* ---- lx_client.c ---- */
+/* lx_client_init - read $SAMEPAGE_SOCKET: connect lazily if set. */
+int lx_client_init(struct sp_linux *lx);
+void lx_client_free(struct sp_linux *lx);
+/* ops->lookup: names stable pages of the shared store (see samepage.h). */
+int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
+	      const uint64_t *hash, sp_spage_t *out);
+/* lx_client_release - the engine stopped using a page of a global seg. */
+void lx_client_release(struct sp_linux *lx, struct lx_seg *seg, uint32_t page);
+/*
+ * lx_client_report - send the counters; *knobs gets the domain's knobs.
+ * Return: 1 if *knobs was filled, 0 if no daemon answered (nothing to
+ * apply).  Flushes given-back references, reconnects when due.  May
+ * block up to the socket timeout.
+ */
+int lx_client_report(struct sp_linux *lx, struct spp_report *rep,
+		     struct spp_knobs *knobs);
+/* lx_client_fork_child - in a child: the connection is the parent's;
+ * drop it and reconnect (claiming the pages we inherited) when next
+ * used. */
+void lx_client_fork_child(struct sp_linux *lx);
+/* Pages of the shared store the engine uses now. */
+uint64_t lx_client_pages(const struct sp_linux *lx);
 
 /* ---- lx_alloc.c ---- */
 /* The private allocator: every mapping it makes is excluded from merging

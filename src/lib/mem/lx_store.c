@@ -42,7 +42,7 @@
 
 int lx_seg_new(struct sp_linux *lx, char *why, size_t whylen)
 {
-	struct lx_seg *seg, *prev;
+	struct lx_seg *seg;
 	struct stat st;
 	void *view;
 	size_t vlen = (size_t)LX_SEG_PAGES * LX_PS;
@@ -79,10 +79,9 @@ int lx_seg_new(struct sp_linux *lx, char *why, size_t whylen)
 		return err;
 	}
 	seg = &lx->seg[lx->nseg];
-	prev = lx->nseg ? &lx->seg[lx->nseg - 1] : NULL;
 	memset(seg, 0, sizeof(*seg));
 	seg->fd = fd;
-	seg->base = prev ? prev->base + LX_SEG_PAGES : 0;
+	seg->base = lx->nseg * LX_SEG_PAGES;
 	seg->view = view;
 	seg->dev = st.st_dev;
 	seg->ino = st.st_ino;
@@ -97,7 +96,7 @@ int lx_seg_new(struct sp_linux *lx, char *why, size_t whylen)
 	if (lx->nseg)
 		sp_ralloc_destroy(&lx->ra);
 	sp_ralloc_init(&lx->ra, LX_SEG_PAGES, &lx->mem);
-	lx->nseg++;
+	lx->cur = lx->nseg++;
 	return 0;
 }
 
@@ -128,7 +127,7 @@ static int seg_grow(struct lx_seg *seg, uint64_t pages)
 int lx_stable_alloc(void *be, size_t n, sp_spage_t *first)
 {
 	struct sp_linux *lx = be;
-	struct lx_seg *seg = &lx->seg[lx->nseg - 1];
+	struct lx_seg *seg = &lx->seg[lx->cur];
 	uint32_t f;
 	int err;
 
@@ -193,6 +192,10 @@ void lx_stable_release(void *be, sp_spage_t first, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		struct lx_seg *seg = lx_seg_of(lx, first + (uint32_t)i);
 
+		if (seg && seg->global) {
+			lx_client_release(lx, seg, first + (uint32_t)i);
+			continue;
+		}
 		if (!seg || seg->frozen)
 			continue;	/* the parent's page: not ours to punch */
 		if (lx->npending == lx->pending_cap) {
@@ -462,7 +465,7 @@ int lx_release_pending(struct sp_linux *lx)
 			continue;
 		}
 		lx->punches++;
-		if (seg == &lx->seg[lx->nseg - 1])
+		if (seg == &lx->seg[lx->cur])
 			sp_ralloc_put(&lx->ra, p - seg->base, 1);
 	}
 	lx->npending = k;

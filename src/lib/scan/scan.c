@@ -267,7 +267,7 @@ static int stage(struct sp_engine *e, struct sp_window *w, const void *p)
 /* Steps 5-7 for a page whose checksum held; @p is its content as the
  * backend gave it. */
 static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
-		   struct sp_rec *r, uint32_t self, const void *p)
+		   struct sp_rec *r, uint32_t self, const void *p, uint64_t h)
 {
 	struct sp_stable *st = &e->stable;
 	struct sp_ipath spath;
@@ -299,6 +299,14 @@ static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
 		rec_set_state(r, REC_UNSTABLE);
 		r->link = ins;
 		e->c.pages_unshared++;
+		if (e->ops->lookup) {	/* ask the shared store later */
+			unsigned k = w->nglob++;
+
+			w->gslot[k] = (uint16_t)i;
+			w->gnode[k] = ins;
+			w->ghash[k] = h;
+			w->gaddr[k] = w->addr + ((uintptr_t)i << SP_PAGE_SHIFT);
+		}
 		return;
 	}
 	if (q == SP_INIL)
@@ -330,6 +338,7 @@ static unsigned scan_page(struct sp_engine *e, struct sp_window *w,
 	struct sp_space *s = w->s;
 	struct sp_rec *r = w->chunk ? &w->chunk->rec[slot] : NULL;
 	const void *p;
+	uint64_t hash;
 	uint32_t csum;
 	int first = 0;
 
@@ -388,13 +397,70 @@ static unsigned scan_page(struct sp_engine *e, struct sp_window *w,
 	p = e->ops->peek(e->be, s->be, va, scratch(e, 0));
 	if (!p)
 		return 1;	/* unreadable now (unmapped): next pass */
-	csum = (uint32_t)sp_hash_page(p) & REC_CSUM_MASK;
+	hash = sp_hash_page(p);
+	csum = (uint32_t)hash & REC_CSUM_MASK;
 	if (first || csum != rec_csum(r)) {
 		rec_set_csum(r, csum);	/* volatile this pass */
 		return 1;
 	}
-	decide(e, w, i, r, page_id(w->chunk, slot), p);
+	decide(e, w, i, r, page_id(w->chunk, slot), p, hash);
 	return 1;
+}
+
+static int act_cmp(const void *a, const void *b)
+{
+	const struct sp_action *x = a, *y = b;
+
+	return (x->slot > y->slot) - (x->slot < y->slot);
+}
+
+/*
+ * Pages that found no partner in this process may equal a stable page of
+ * a store shared with other processes: ask the backend (one call per
+ * window), and turn each page it names into a join of a stable node for
+ * that page.  The page's bytes are compared with it in phase 2, held, as
+ * for every join.  A page whose unstable node was taken by a pair later
+ * in the window, or whose content already has a node here, gives the
+ * reference back.
+ */
+static void shared_joins(struct sp_engine *e, struct sp_window *w)
+{
+	struct sp_stable *st = &e->stable;
+	unsigned added = 0;
+
+	if (e->ops->lookup(e->be, w->s->be, w->nglob, w->gaddr, w->ghash,
+			   w->gout) < 0)
+		return;
+	for (unsigned k = 0; k < w->nglob; k++) {
+		unsigned slot = chunk_slot(w->gaddr[k]);
+		struct sp_rec *r = &w->chunk->rec[slot];
+		uint32_t self = page_id(w->chunk, slot), match, node;
+		struct sp_ipath path;
+		const void *c = NULL;
+
+		if (w->gout[k] == SP_SPAGE_NONE)
+			continue;
+		if (rec_state(r) == REC_UNSTABLE && r->link == w->gnode[k] &&
+		    e->unstable.node[w->gnode[k]].ref == self)
+			c = e->ops->stable_peek(e->be, w->gout[k], scratch(e, 1));
+		if (c)
+			sp_stable_search(st, c, e->knob[SP_KNOB_MAX_PAGE_SHARING],
+					 &path, &match);
+		if (!c || match != SP_INIL ||
+		    sp_stable_new(st, 0, &path, SP_INIL, &node)) {
+			e->ops->stable_release(e->be, w->gout[k], 1);
+			continue;
+		}
+		sp_stable_set_page(st, node, w->gout[k]);
+		sn(st, node)->pending = 1;
+		rec_set_state(r, REC_SEEN);	/* its unstable node is dead */
+		r->link = 0;
+		e->c.pages_unshared--;
+		act_add(w, w->gslot[k], ACT_JOIN)->snode = node;
+		added++;
+	}
+	if (added)
+		qsort(w->act, w->nact, sizeof(w->act[0]), act_cmp);
 }
 
 /* Scan [addr, end) of @s: one window.  Return: pages counted as scanned. */
@@ -413,9 +479,12 @@ static unsigned scan_window(struct sp_engine *e, struct sp_space *s,
 		e->c.scan_errors++;
 		return 0;
 	}
+	w->nglob = 0;
 	w->chunk = sp_chunk_find(&s->chunks, addr);
 	for (unsigned i = 0; i < w->n; i++)
 		scanned += scan_page(e, w, i);
+	if (w->nglob)
+		shared_joins(e, w);
 	if (w->nact)
 		merge_window(e, w);
 	if (w->chunk)

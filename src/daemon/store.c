@@ -1,0 +1,548 @@
+/*
+ * store.c - samepaged's shared stable store for one trust domain.
+ *
+ * Segments.  Each is a memfd of ST_SEG_PAGES page slots (sparse: only
+ * written slots use memory), which the daemon maps shared and writable
+ * once and then seals with F_SEAL_FUTURE_WRITE | GROW | SHRINK | SEAL.
+ * From then on nobody can write to it through any fd or create a
+ * writable shared mapping, not even through a reopened /proc/PID/fd
+ * path; only the daemon's own mapping, made before the seal, writes.
+ * Clients get read-only fds and map slots MAP_PRIVATE: a write gets a
+ * private copy from the kernel's copy-on-write.
+ *
+ * The seal also forbids punching holes, so a slot's memory is not given
+ * back to the kernel: a free slot is reused for the next new page.  A
+ * slot is freed only when no process references it (store_ref) and no
+ * mapping anywhere in the domain can reach it (store_reclaim); its old
+ * content stays until it is overwritten by a new page, which is then
+ * indexed.  A page's bytes never change while it is live.
+ *
+ * Index.  Live pages are chained in hash buckets by the XXH3-64 of their
+ * bytes, computed here (a client's claims are never trusted): lookup by
+ * hash, intern by hash then memcmp.
+ *
+ * Nominations.  A 4-way set-associative table of 4-byte entries (24 bits
+ * of the hash above the index bits, 8 bits of client tag) remembers who last
+ * found no partner for a hash; a second client with the same hash is told
+ * to upload.  Collisions cost a missed or useless upload, never a wrong
+ * merge: every merge compares bytes.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "util/hash.h"
+
+#define PS 4096u
+#define PM_FILE (1ULL << 61)
+#define PM_SWAP (1ULL << 62)
+#define PM_PRESENT (1ULL << 63)
+
+enum { SL_FREE = 0, SL_LIVE, SL_PENDING };
+
+struct slot {
+	uint64_t hash;		/* LIVE/PENDING: XXH3-64 of the bytes */
+	uint32_t refs;		/* processes holding it */
+	uint32_t next;		/* bucket chain (LIVE/PENDING) */
+	uint8_t state;		/* SL_* */
+};
+
+struct seg {
+	int fd;			/* O_RDWR memfd, sealed */
+	char *map;		/* the daemon's writable shared mapping */
+	uint32_t top;		/* slots ever used: [0, top) */
+	struct slot *sl;	/* per slot, [0, cap) */
+	uint32_t cap;
+	dev_t dev;
+	ino_t ino;
+};
+
+struct store {
+	struct seg seg[ST_MAX_SEGS];
+	uint32_t nseg;
+	uint32_t *freel;	/* free gids (stack) */
+	uint32_t nfree, freecap;
+	uint32_t *pend;		/* PENDING gids */
+	uint32_t npend, pendcap;
+	uint32_t *bucket;	/* heads, ST_NONE: empty */
+	uint32_t nbucket;	/* power of two */
+	uint64_t nlive;
+	uint32_t *nom;		/* nominations */
+	uint32_t nnom;		/* power of two */
+	uint64_t nom_inserts, nom_clock;
+	struct store_stats s;
+};
+
+static struct slot *slot_of(const struct store *st, uint32_t gid)
+{
+	uint32_t k = gid >> ST_SEG_SHIFT, i = gid & (ST_SEG_PAGES - 1);
+
+	if (k >= st->nseg || i >= st->seg[k].top)
+		return NULL;
+	return &st->seg[k].sl[i];
+}
+
+static int grow(void *pp, uint32_t *cap, size_t elem, uint32_t want)
+{
+	void **p = pp;
+	uint32_t c = *cap ? *cap : 1024;
+	void *n;
+
+	if (want <= *cap)
+		return 0;
+	while (c < want)
+		c *= 2;
+	n = realloc(*p, (size_t)c * elem);
+	if (!n)
+		return -ENOMEM;
+	*p = n;
+	*cap = c;
+	return 0;
+}
+
+int store_new(struct store **out)
+{
+	struct store *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return -ENOMEM;
+	st->nbucket = 1024;
+	st->bucket = malloc(st->nbucket * sizeof(uint32_t));
+	st->nnom = 1u << 16;
+	st->nom = calloc(st->nnom, sizeof(uint32_t));
+	if (!st->bucket || !st->nom) {
+		store_free(st);
+		return -ENOMEM;
+	}
+	memset(st->bucket, 0xff, st->nbucket * sizeof(uint32_t));
+	*out = st;
+	return 0;
+}
+
+void store_free(struct store *st)
+{
+	if (!st)
+		return;
+	for (uint32_t k = 0; k < st->nseg; k++) {
+		munmap(st->seg[k].map, (size_t)ST_SEG_PAGES * PS);
+		close(st->seg[k].fd);
+		free(st->seg[k].sl);
+	}
+	free(st->freel);
+	free(st->pend);
+	free(st->bucket);
+	free(st->nom);
+	free(st);
+}
+
+uint32_t store_nseg(const struct store *st)
+{
+	return st->nseg;
+}
+
+int store_seg_fd(struct store *st, uint32_t seg)
+{
+	char path[64];
+	int fd;
+
+	if (seg >= st->nseg)
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", st->seg[seg].fd);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+static int seg_new(struct store *st)
+{
+	size_t len = (size_t)ST_SEG_PAGES * PS;
+	struct seg *g = &st->seg[st->nseg];
+	struct stat sb;
+	int fd, err;
+
+	if (st->nseg == ST_MAX_SEGS)
+		return -ENOSPC;
+	fd = memfd_create("samepage-shared-store",
+			  MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)len) || fstat(fd, &sb))
+		goto fail;
+	g->map = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_NORESERVE, fd, 0);
+	if (g->map == MAP_FAILED)
+		goto fail;
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_GROW |
+				       F_SEAL_SHRINK | F_SEAL_SEAL)) {
+		err = -errno;
+		munmap(g->map, len);
+		close(fd);
+		return err;
+	}
+	g->fd = fd;
+	g->top = 0;
+	g->sl = NULL;
+	g->cap = 0;
+	g->dev = sb.st_dev;
+	g->ino = sb.st_ino;
+	st->nseg++;
+	return 0;
+fail:
+	err = -errno;
+	close(fd);
+	return err;
+}
+
+/* A slot for a new page: a freed one, else the next of the last segment. */
+static int slot_get(struct store *st, uint32_t *gid)
+{
+	struct seg *g;
+	int err;
+
+	if (st->nfree) {
+		*gid = st->freel[--st->nfree];
+		return 0;
+	}
+	if (!st->nseg || st->seg[st->nseg - 1].top == ST_SEG_PAGES) {
+		err = seg_new(st);
+		if (err)
+			return err;
+	}
+	g = &st->seg[st->nseg - 1];
+	if (grow(&g->sl, &g->cap, sizeof(struct slot), g->top + 1))
+		return -ENOMEM;
+	memset(&g->sl[g->top], 0, sizeof(struct slot));
+	*gid = st_gid(st->nseg - 1, g->top++);
+	return 0;
+}
+
+static char *page_of(const struct store *st, uint32_t gid)
+{
+	return st->seg[gid >> ST_SEG_SHIFT].map +
+	       (size_t)(gid & (ST_SEG_PAGES - 1)) * PS;
+}
+
+static void rehash(struct store *st)
+{
+	uint32_t n = st->nbucket * 2, *b = malloc(n * sizeof(uint32_t));
+
+	if (!b)
+		return;		/* longer chains; still correct */
+	memset(b, 0xff, n * sizeof(uint32_t));
+	for (uint32_t k = 0; k < st->nseg; k++)
+		for (uint32_t i = 0; i < st->seg[k].top; i++) {
+			struct slot *s = &st->seg[k].sl[i];
+
+			if (s->state == SL_FREE)
+				continue;
+			s->next = b[s->hash & (n - 1)];
+			b[s->hash & (n - 1)] = st_gid(k, i);
+		}
+	free(st->bucket);
+	st->bucket = b;
+	st->nbucket = n;
+}
+
+uint32_t store_lookup(struct store *st, uint64_t hash)
+{
+	for (uint32_t g = st->bucket[hash & (st->nbucket - 1)]; g != ST_NONE;
+	     g = slot_of(st, g)->next)
+		if (slot_of(st, g)->hash == hash)
+			return g;
+	return ST_NONE;
+}
+
+int store_intern(struct store *st, const void *page, uint32_t *gid)
+{
+	uint64_t h = sp_hash_page(page);
+	uint32_t b = (uint32_t)(h & (st->nbucket - 1)), g;
+	struct slot *s;
+	int err;
+
+	for (g = st->bucket[b]; g != ST_NONE; g = slot_of(st, g)->next)
+		if (slot_of(st, g)->hash == h && !memcmp(page_of(st, g), page, PS)) {
+			st->s.deduped++;
+			*gid = g;
+			return 0;
+		}
+	err = slot_get(st, &g);
+	if (err)
+		return err;
+	memcpy(page_of(st, g), page, PS);
+	/* Our own mapping of it is for writing only: drop it, so that the
+	 * page is shared by the processes that map it and counted (Pss)
+	 * among them alone.  The page stays in the memfd. */
+	madvise(page_of(st, g), PS, MADV_DONTNEED);
+	s = slot_of(st, g);
+	s->hash = h;
+	s->refs = 0;
+	s->state = SL_LIVE;
+	s->next = st->bucket[b];
+	st->bucket[b] = g;
+	st->nlive++;
+	st->s.interned++;
+	if (st->nlive > 2ull * st->nbucket)
+		rehash(st);
+	/* A new page without a reference yet: reclaimable if nobody takes
+	 * it (the caller takes one at once). */
+	*gid = g;
+	return 0;
+}
+
+int store_live(const struct store *st, uint32_t gid)
+{
+	const struct slot *s = slot_of(st, gid);
+
+	return s && s->state != SL_FREE;
+}
+
+void store_ref(struct store *st, uint32_t gid)
+{
+	struct slot *s = slot_of(st, gid);
+
+	if (!s || s->state == SL_FREE)
+		return;
+	s->refs++;
+	if (s->state == SL_PENDING)
+		s->state = SL_LIVE;	/* stays in pend[]: skipped there */
+}
+
+void store_unref(struct store *st, uint32_t gid)
+{
+	struct slot *s = slot_of(st, gid);
+
+	if (!s || s->state == SL_FREE || !s->refs)
+		return;
+	if (--s->refs || s->state == SL_PENDING)
+		return;
+	if (grow(&st->pend, &st->pendcap, sizeof(uint32_t), st->npend + 1))
+		return;		/* kept until the daemon exits: never unsafe */
+	s->state = SL_PENDING;
+	st->pend[st->npend++] = gid;
+}
+
+int store_nominate(struct store *st, uint64_t hash, uint32_t client)
+{
+	uint32_t bits = (uint32_t)__builtin_ctz(st->nnom);
+	uint32_t i = (uint32_t)(hash & (st->nnom - 1)) & ~3u;	/* 4-way */
+	uint32_t tag = (uint32_t)((hash >> bits) & 0xffffff) << 8;
+	uint32_t me = client % 255 + 1;		/* never 0: 0 is empty */
+	uint32_t *b = &st->nom[i], victim = 4;
+
+	for (uint32_t w = 0; w < 4; w++) {
+		if (b[w] && (b[w] & ~0xffu) == tag) {
+			if ((b[w] & 0xff) == me)
+				return 0;	/* ours already */
+			b[w] = 0;
+			return 1;
+		}
+		if (!b[w] && victim == 4)
+			victim = w;
+	}
+	/* Full: evict a way chosen by a counter, so that pages colliding
+	 * here do not keep evicting each other in the same order. */
+	if (victim == 4)
+		victim = (uint32_t)(++st->nom_clock % 4);
+	b[victim] = tag | me;
+	/* Grow (forgetting) once the table is busier than half full. */
+	if (++st->nom_inserts > st->nnom / 2 && st->nnom < (1u << 24)) {
+		uint32_t *n = calloc((size_t)st->nnom * 2, sizeof(uint32_t));
+
+		if (n) {
+			free(st->nom);
+			st->nom = n;
+			st->nnom *= 2;
+		}
+		st->nom_inserts = 0;
+	}
+	return 0;
+}
+
+/* ---- reclaim ------------------------------------------------------------ */
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Mark in keep[] the pending pages [first, first+n) of a mapping of
+ * segment @k at @start in process @pid (pagemap @pm, -1: unreadable). */
+static void mark(struct store *st, uint8_t *keep, uint32_t k, uint32_t first,
+		 uint64_t n, uintptr_t start, int pm)
+{
+	uint32_t lo = 0, hi = st->npend, g0 = st_gid(k, first);
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (st->pend[mid] < g0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (uint32_t i = lo; i < st->npend && st->pend[i] - g0 < n &&
+			      st->pend[i] >= g0; i++) {
+		uintptr_t a = start + (uintptr_t)(st->pend[i] - g0) * PS;
+		uint64_t e;
+
+		if (pm < 0 || pread(pm, &e, 8, (off_t)(a / PS) * 8) != 8 ||
+		    ((e & PM_PRESENT) ? (e & PM_FILE) : !(e & PM_SWAP)))
+			keep[i] = 1;
+	}
+}
+
+/* Mark what process @pid can reach.  Return: -1 if unknown (keep all). */
+static int mark_process(struct store *st, pid_t pid, uint8_t *keep)
+{
+	char path[64], line[512];
+	int pm = -1, any = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT || errno == ESRCH ? 0 : -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e, off, ino;
+		unsigned maj, mnr;
+		char perms[8];
+
+		if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu", &s, &e, perms,
+			   &off, &maj, &mnr, &ino) != 7 || !ino)
+			continue;
+		for (uint32_t k = 0; k < st->nseg; k++) {
+			if (ino != st->seg[k].ino ||
+			    makedev(maj, mnr) != st->seg[k].dev)
+				continue;
+			if (!any) {
+				snprintf(path, sizeof(path), "/proc/%d/pagemap",
+					 (int)pid);
+				pm = open(path, O_RDONLY | O_CLOEXEC);
+				any = 1;
+			}
+			mark(st, keep, k, (uint32_t)(off / PS), (e - s) / PS, s,
+			     pm);
+		}
+	}
+	if (ferror(f)) {
+		fclose(f);
+		if (pm >= 0)
+			close(pm);
+		return -1;
+	}
+	fclose(f);
+	if (pm >= 0)
+		close(pm);
+	return 0;
+}
+
+static void slot_free(struct store *st, uint32_t g)
+{
+	struct slot *s = slot_of(st, g);
+	uint32_t *pp = &st->bucket[s->hash & (st->nbucket - 1)];
+
+	while (*pp != g)
+		pp = &slot_of(st, *pp)->next;
+	*pp = s->next;
+	s->state = SL_FREE;
+	st->nlive--;
+	st->s.reclaimed++;
+	if (!grow(&st->freel, &st->freecap, sizeof(uint32_t), st->nfree + 1))
+		st->freel[st->nfree++] = g;
+	/* else: the slot is lost until exit, never reused unsafely */
+}
+
+uint64_t store_reclaim(struct store *st, const uid_t *uids, unsigned nuids)
+{
+	uint32_t k = 0;
+	uint64_t freed = 0;
+	uint8_t *keep;
+	struct dirent *de;
+	DIR *d;
+
+	/* Drop entries that were referenced again. */
+	for (uint32_t i = 0; i < st->npend; i++) {
+		struct slot *s = slot_of(st, st->pend[i]);
+
+		if (s && s->state == SL_PENDING)
+			st->pend[k++] = st->pend[i];
+	}
+	st->npend = k;
+	if (!st->npend)
+		return 0;
+	qsort(st->pend, st->npend, sizeof(uint32_t), cmp_u32);
+	keep = calloc(st->npend, 1);
+	d = opendir("/proc");
+	if (!keep || !d) {
+		free(keep);
+		if (d)
+			closedir(d);
+		return 0;
+	}
+	while ((de = readdir(d))) {
+		char path[64];
+		struct stat sb;
+		pid_t pid;
+		unsigned u;
+
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		pid = (pid_t)atoi(de->d_name);
+		if (pid == getpid())
+			continue;	/* our own writable mapping */
+		snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+		if (stat(path, &sb))
+			continue;
+		for (u = 0; u < nuids && uids[u] != sb.st_uid; u++)
+			;
+		if (u == nuids)
+			continue;	/* outside the domain: never given an fd */
+		if (mark_process(st, pid, keep)) {
+			memset(keep, 1, st->npend);
+			break;
+		}
+	}
+	closedir(d);
+	k = 0;
+	for (uint32_t i = 0; i < st->npend; i++) {
+		if (keep[i]) {
+			st->pend[k++] = st->pend[i];
+			continue;
+		}
+		slot_free(st, st->pend[i]);
+		freed++;
+	}
+	st->npend = k;
+	free(keep);
+	return freed;
+}
+
+void store_stats_get(const struct store *st, struct store_stats *out)
+{
+	uint64_t meta = sizeof(*st) + (uint64_t)st->nbucket * 4 +
+			(uint64_t)st->nnom * 4 + (uint64_t)st->freecap * 4 +
+			(uint64_t)st->pendcap * 4;
+
+	*out = st->s;
+	out->live = st->nlive;
+	out->pending = 0;
+	for (uint32_t i = 0; i < st->npend; i++) {
+		const struct slot *s = slot_of(st, st->pend[i]);
+
+		out->pending += s && s->state == SL_PENDING;
+	}
+	out->referenced = st->nlive - out->pending;
+	for (uint32_t k = 0; k < st->nseg; k++)
+		meta += (uint64_t)st->seg[k].cap * sizeof(struct slot);
+	out->meta_bytes = meta;
+}

@@ -1,0 +1,84 @@
+/*
+ * store.h - samepaged's shared stable store for one trust domain: sealed
+ * memfd segments of page slots, the content index over them, reference
+ * counts, nominations, and reclaim.
+ *
+ * Not thread-safe: the daemon is one thread, and calls these between
+ * messages.
+ */
+#ifndef SP_DAEMON_STORE_H
+#define SP_DAEMON_STORE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#define ST_SEG_SHIFT 24
+#define ST_SEG_PAGES (1u << ST_SEG_SHIFT)	/* 64 GiB of slots, sparse */
+#define ST_MAX_SEGS 200
+#define ST_NONE UINT32_MAX
+
+/* A page id: segment << ST_SEG_SHIFT | slot. */
+static inline uint32_t st_gid(uint32_t seg, uint32_t slot)
+{
+	return seg << ST_SEG_SHIFT | slot;
+}
+
+struct store;
+
+struct store_stats {
+	uint64_t live;		/* slots holding a stable page */
+	uint64_t referenced;	/* of those, referenced by some process */
+	uint64_t pending;	/* unreferenced, waiting for reclaim */
+	uint64_t reclaimed;	/* slots freed so far */
+	uint64_t interned, deduped;	/* INTERN pages: new / already there */
+	uint64_t meta_bytes;	/* the daemon's own bookkeeping */
+};
+
+/* store_new - an empty store (no segment yet).  Return: 0 or -ENOMEM. */
+int store_new(struct store **out);
+void store_free(struct store *st);
+
+/* store_nseg - segments created so far.  store_seg_fd - a new read-only
+ * fd of segment @seg for a client (caller closes it), or -errno. */
+uint32_t store_nseg(const struct store *st);
+int store_seg_fd(struct store *st, uint32_t seg);
+
+/* store_lookup - a live page whose content hashed to @hash, or ST_NONE. */
+uint32_t store_lookup(struct store *st, uint64_t hash);
+
+/*
+ * store_intern - the page holding exactly @page's bytes: an existing one
+ * (bytes compared) or a new one, written and sealed against writes by
+ * anyone else.  Takes no reference.  Return: 0 and *gid, or -ENOSPC /
+ * -ENOMEM / -errno (creating a segment failed).
+ */
+int store_intern(struct store *st, const void *page, uint32_t *gid);
+
+/* store_live - whether @gid names a live page. */
+int store_live(const struct store *st, uint32_t gid);
+
+/* store_ref / store_unref - a process starts / stops holding @gid (live).
+ * A page left without references waits for store_reclaim. */
+void store_ref(struct store *st, uint32_t gid);
+void store_unref(struct store *st, uint32_t gid);
+
+/*
+ * store_nominate - process @client found no partner for content @hash in
+ * itself.  Return: 1 if another process nominated the same hash recently
+ * (it is worth making a stable page now), else 0 (recorded).  Lossy.
+ */
+int store_nominate(struct store *st, uint64_t hash, uint32_t client);
+
+/*
+ * store_reclaim - free the unreferenced pages no mapping can reach: for
+ * every process of @uids, every VMA mapping a segment at such a page's
+ * offset must hold a private copy there (pagemap).  A process whose maps
+ * or pagemap cannot be read keeps every page it might map.  Blocks on
+ * /proc reads (bounded by the number of processes).
+ * Return: pages freed.
+ */
+uint64_t store_reclaim(struct store *st, const uid_t *uids, unsigned nuids);
+
+void store_stats_get(const struct store *st, struct store_stats *out);
+
+#endif

@@ -1,0 +1,495 @@
+/*
+ * lx_client.c - the backend's side of samepaged: stable pages shared with
+ * other processes of the trust domain.
+ *
+ * When $SAMEPAGE_SOCKET names a daemon (`samepage run` sets it), pages the
+ * engine finds no partner for in this process are looked up there by
+ * hash, one message per window (lx_lookup, the engine's ops->lookup).
+ * The daemon answers with a page of its store (we map its segment's
+ * read-only fd on first use, as a global entry of seg[]), or "upload"
+ * when another process nominated the same hash: we then send the page's
+ * bytes and the daemon makes (or finds) the stable page.  Either way the
+ * engine compares our held page with the store page before mapping it;
+ * the daemon never learns more than a hash unless asked for bytes, and
+ * we never trust it beyond a page it cannot change (the store is sealed).
+ *
+ * References: the daemon counts one per page per process and frees a
+ * page only when none is left and no mapping can reach it.  We count the
+ * engine's uses (one per stable node) and give the daemon's reference
+ * back when ours drop to zero (batched, sent before any other request so
+ * that order is kept).
+ *
+ * Failure: any error or timeout closes the connection; the pages already
+ * mapped stay valid (we hold the segment fds), their segments are marked
+ * lost (no reference bookkeeping any more), and merging goes on inside
+ * the process.  We reconnect every few seconds, but only to a daemon of
+ * another run (epoch): the one that dropped us may have reused the pages
+ * we stopped counting.  A forked child reconnects as itself and claims
+ * the pages it inherited.
+ *
+ * Context: everything runs under the engine lock (ops) or the agent's
+ * memory lock (reports), which serialise use of the socket.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "linux.h"
+#include "lx_sys.h"
+
+#define TIMEOUT_MS 3000
+#define RETRY_MS 2000
+#define SEG_BYTES(pages) ((size_t)(pages) * LX_PS)
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- use counts: page -> uses ------------------------------------------ */
+
+static uint32_t slot_of(const struct lx_client *c, uint32_t page, int *found)
+{
+	uint32_t i = (page * 2654435761u) & (c->cap - 1);
+
+	while (c->key[i] && c->key[i] != page + 1)
+		i = (i + 1) & (c->cap - 1);
+	*found = c->key[i] != 0;
+	return i;
+}
+
+static int cnt_grow(struct sp_linux *lx)
+{
+	struct lx_client *c = &lx->cl;
+	uint32_t ncap = c->cap ? c->cap * 2 : 1024, *ok = c->key, *ov = c->val;
+	uint32_t ocap = c->cap;
+	uint32_t *k = sp_mem_alloc(&lx->mem, (size_t)ncap * 4);
+	uint32_t *v = sp_mem_alloc(&lx->mem, (size_t)ncap * 4);
+	int found;
+
+	if (!k || !v) {
+		sp_mem_free(&lx->mem, k, (size_t)ncap * 4);
+		sp_mem_free(&lx->mem, v, (size_t)ncap * 4);
+		return -ENOMEM;
+	}
+	c->key = k;
+	c->val = v;
+	c->cap = ncap;
+	for (uint32_t i = 0; i < ocap; i++)
+		if (ok[i]) {
+			uint32_t j = slot_of(c, ok[i] - 1, &found);
+
+			k[j] = ok[i];
+			v[j] = ov[i];
+		}
+	sp_mem_free(&lx->mem, ok, (size_t)ocap * 4);
+	sp_mem_free(&lx->mem, ov, (size_t)ocap * 4);
+	return 0;
+}
+
+static int cnt_inc(struct sp_linux *lx, uint32_t page)
+{
+	struct lx_client *c = &lx->cl;
+	uint32_t i;
+	int found;
+
+	if ((c->n + 1) * 2 > c->cap && cnt_grow(lx))
+		return -ENOMEM;
+	i = slot_of(c, page, &found);
+	if (!found) {
+		c->key[i] = page + 1;
+		c->val[i] = 0;
+		c->n++;
+	}
+	c->val[i]++;
+	return 0;
+}
+
+/* Return: the uses left, or -1 if the page was not counted. */
+static int64_t cnt_dec(struct lx_client *c, uint32_t page)
+{
+	uint32_t i, j;
+	int found;
+
+	if (!c->cap)
+		return -1;
+	i = slot_of(c, page, &found);
+	if (!found)
+		return -1;
+	if (--c->val[i])
+		return c->val[i];
+	c->key[i] = 0;
+	c->n--;
+	for (j = (i + 1) & (c->cap - 1); c->key[j]; j = (j + 1) & (c->cap - 1)) {
+		uint32_t home = ((c->key[j] - 1) * 2654435761u) & (c->cap - 1);
+
+		if ((j > i && (home <= i || home > j)) ||
+		    (j < i && home <= i && home > j)) {
+			c->key[i] = c->key[j];
+			c->val[i] = c->val[j];
+			c->key[j] = 0;
+			i = j;
+		}
+	}
+	return 0;
+}
+
+/* ---- the connection ----------------------------------------------------- */
+
+static void cl_down(struct sp_linux *lx)
+{
+	struct lx_client *c = &lx->cl;
+
+	if (c->sock >= 0)
+		close(c->sock);
+	c->sock = -1;
+	c->disconnects++;
+	c->retry_ms = now_ms() + RETRY_MS;
+	for (unsigned k = 0; k < lx->nseg; k++)
+		if (lx->seg[k].global == 1)
+			lx->seg[k].global = 2;
+	for (unsigned k = 0; k < 256; k++)
+		c->gmap[k] = -1;
+	if (c->cap)
+		memset(c->key, 0, (size_t)c->cap * 4);
+	c->n = 0;
+	c->nunref = 0;
+}
+
+static int cl_flush(struct sp_linux *lx)
+{
+	struct lx_client *c = &lx->cl;
+	int err;
+
+	if (!c->nunref || c->sock < 0) {
+		c->nunref = 0;
+		return 0;
+	}
+	err = spp_send(c->sock, SPP_UNREF, c->nunref, c->unref,
+		       c->nunref * sizeof(*c->unref), -1, 0);
+	c->nunref = 0;
+	if (err)
+		cl_down(lx);
+	return err;
+}
+
+/* Give back the daemon's references on every page we count (after a
+ * fork, in the child, the counts are the parent's: claim them instead). */
+static void claim_all(struct sp_linux *lx)
+{
+	struct lx_client *c = &lx->cl;
+	struct spp_ref *r = (struct spp_ref *)(void *)(c->buf + SPP_MAX_MSG);
+	uint32_t m = 0;
+
+	for (uint32_t i = 0; i <= c->cap && c->sock >= 0; i++) {
+		if (i < c->cap && c->key[i]) {
+			struct lx_seg *seg = lx_seg_of(lx, c->key[i] - 1);
+
+			if (seg && seg->global == 1)
+				r[m++] = (struct spp_ref){ seg->gseg,
+							   c->key[i] - 1 - seg->base };
+		}
+		if (m && (m == SPP_MAX_ITEMS || i == c->cap)) {
+			if (spp_call(c->sock, SPP_CLAIM, m, r, m * sizeof(*r),
+				     SPP_CLAIM_R, c->buf, NULL) < 0)
+				cl_down(lx);
+			m = 0;
+		}
+	}
+}
+
+static int cl_up(struct sp_linux *lx)
+{
+	struct lx_client *c = &lx->cl;
+	struct spp_hello h = { SPP_VERSION, (uint32_t)getpid() };
+	struct spp_hello_r r;
+	int inherited = c->sock == -2;	/* a fork child's first connect */
+	ssize_t n;
+
+	if (c->sock >= 0)
+		return 0;
+	if (!c->path[0] || now_ms() < c->retry_ms)
+		return -ENOTCONN;
+	c->sock = spp_connect(c->path, TIMEOUT_MS);
+	if (c->sock < 0) {
+		c->sock = inherited ? -2 : -1;
+		c->retry_ms = now_ms() + RETRY_MS;
+		return -ENOTCONN;
+	}
+	n = spp_call(c->sock, SPP_HELLO, 1, &h, sizeof(h), SPP_HELLO_R, c->buf,
+		     NULL);
+	if (n < 0) {
+		close(c->sock);
+		c->sock = inherited ? -2 : -1;
+		c->retry_ms = now_ms() + RETRY_MS;
+		return -ENOTCONN;
+	}
+	memcpy(&r, c->buf + sizeof(struct spp_hdr), sizeof(r));
+	if (r.seg_pages != LX_SEG_PAGES) {
+		close(c->sock);
+		c->sock = -1;
+		c->path[0] = 0;		/* not a daemon we can use: stop */
+		return -EPROTO;
+	}
+	if (r.epoch == c->epoch && !inherited) {
+		/* The run that dropped us: our lost pages may be reused by
+		 * now, so we do not mix with it; wait for another run. */
+		close(c->sock);
+		c->sock = -1;
+		c->retry_ms = now_ms() + 10 * RETRY_MS;
+		return -ENOTCONN;
+	}
+	if (inherited && r.epoch == c->epoch) {
+		claim_all(lx);
+		return c->sock >= 0 ? 0 : -ENOTCONN;
+	}
+	/* A new run: what we hold of an older one is ours alone now. */
+	for (unsigned k = 0; k < lx->nseg; k++)
+		if (lx->seg[k].global == 1)
+			lx->seg[k].global = 2;
+	for (unsigned k = 0; k < 256; k++)
+		c->gmap[k] = -1;
+	if (c->cap)
+		memset(c->key, 0, (size_t)c->cap * 4);
+	c->n = 0;
+	c->epoch = r.epoch;
+	return 0;
+}
+
+/* The seg[] index of daemon segment @g, mapped on first use. */
+static int seg_get(struct sp_linux *lx, uint32_t g)
+{
+	struct lx_client *c = &lx->cl;
+	struct spp_seg sr;
+	struct lx_seg *seg;
+	struct stat st;
+	void *view;
+	int fd = -1;
+	ssize_t n;
+
+	if (g >= 256)
+		return -EINVAL;
+	if (c->gmap[g] >= 0)
+		return c->gmap[g];
+	if (lx->nseg == LX_MAX_SEGS)
+		return -ENOSPC;
+	n = spp_call(c->sock, SPP_GETSEG, 1, &g, sizeof(g), SPP_SEG, c->buf, &fd);
+	if (n < 0 || fd < 0) {
+		if (n != -ESRCH && n != -EINVAL)
+			cl_down(lx);
+		return n < 0 ? (int)n : -EPROTO;
+	}
+	memcpy(&sr, c->buf + sizeof(struct spp_hdr), sizeof(sr));
+	if (sr.seg != g || sr.pages != LX_SEG_PAGES || fstat(fd, &st)) {
+		close(fd);
+		return -EPROTO;
+	}
+	view = mmap(NULL, SEG_BYTES(LX_SEG_PAGES), PROT_READ,
+		    MAP_SHARED | MAP_NORESERVE, fd, 0);
+	if (view == MAP_FAILED) {
+		close(fd);
+		return -ENOMEM;
+	}
+	if (lx_excl_add(lx, (uintptr_t)view,
+			(uintptr_t)view + SEG_BYTES(LX_SEG_PAGES))) {
+		munmap(view, SEG_BYTES(LX_SEG_PAGES));
+		close(fd);
+		return -ENOMEM;
+	}
+	seg = &lx->seg[lx->nseg];
+	memset(seg, 0, sizeof(*seg));
+	seg->fd = fd;
+	seg->base = lx->nseg * LX_SEG_PAGES;
+	seg->size = SEG_BYTES(LX_SEG_PAGES);
+	seg->view = view;
+	seg->dev = st.st_dev;
+	seg->ino = st.st_ino;
+	seg->frozen = 1;
+	seg->global = 1;
+	seg->gseg = g;
+	c->gmap[g] = (int16_t)lx->nseg;
+	return (int)lx->nseg++;
+}
+
+/* Our number for a page the daemon named (a reference we now count), or
+ * SP_SPAGE_NONE (its reference is given back). */
+static sp_spage_t adopt(struct sp_linux *lx, const struct spp_ref *r)
+{
+	int k;
+
+	if (r->seg >= SPP_SEG_UPLOAD || r->slot >= LX_SEG_PAGES)
+		return SP_SPAGE_NONE;
+	k = seg_get(lx, r->seg);
+	if (k < 0) {
+		if (lx->cl.sock >= 0 && lx->cl.nunref < SPP_MAX_ITEMS)
+			lx->cl.unref[lx->cl.nunref++] = *r;
+		return SP_SPAGE_NONE;
+	}
+	if (cnt_inc(lx, lx->seg[k].base + r->slot)) {
+		if (lx->cl.nunref < SPP_MAX_ITEMS)
+			lx->cl.unref[lx->cl.nunref++] = *r;
+		return SP_SPAGE_NONE;
+	}
+	lx->cl.named++;
+	return lx->seg[k].base + r->slot;
+}
+
+/* Send the bytes of pages @idx[0..m) and adopt what the daemon made. */
+static void upload(struct sp_linux *lx, void *space, const uintptr_t *addr,
+		   const unsigned *idx, unsigned m, sp_spage_t *out)
+{
+	struct lx_client *c = &lx->cl;
+	uint8_t *pages = c->buf + SPP_MAX_MSG;
+	unsigned sent[SPP_MAX_INTERN], k = 0;
+	struct spp_ref r[SPP_MAX_INTERN];
+	ssize_t n;
+
+	for (unsigned i = 0; i < m; i++) {
+		uint8_t *dst = pages + (size_t)k * LX_PS;
+		const void *p = lx_peek(lx, space, addr[idx[i]], dst);
+
+		if (!p)
+			continue;	/* gone meanwhile */
+		if (p != dst)
+			memcpy(dst, p, LX_PS);
+		sent[k++] = idx[i];
+	}
+	if (!k)
+		return;
+	n = spp_call(c->sock, SPP_INTERN, k, pages, (size_t)k * LX_PS,
+		     SPP_INTERN_R, c->buf, NULL);
+	if (n != (ssize_t)(sizeof(struct spp_hdr) + k * sizeof(*r))) {
+		cl_down(lx);
+		return;
+	}
+	memcpy(r, c->buf + sizeof(struct spp_hdr), k * sizeof(*r));
+	c->uploads += k;
+	for (unsigned i = 0; i < k && c->sock >= 0; i++)
+		out[sent[i]] = adopt(lx, &r[i]);
+}
+
+int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
+	      const uint64_t *hash, sp_spage_t *out)
+{
+	struct sp_linux *lx = be;
+	struct lx_client *c = &lx->cl;
+	struct spp_ref r[LX_HOLD_MAX];
+	unsigned up[LX_HOLD_MAX], nup = 0;
+	ssize_t got;
+
+	for (size_t i = 0; i < n; i++)
+		out[i] = SP_SPAGE_NONE;
+	if (n > LX_HOLD_MAX)
+		return -EINVAL;
+	if (cl_up(lx) || cl_flush(lx))
+		return 0;
+	c->lookups += n;
+	got = spp_call(c->sock, SPP_LOOKUP, (uint32_t)n, hash, n * 8,
+		       SPP_LOOKUP_R, c->buf, NULL);
+	if (got != (ssize_t)(sizeof(struct spp_hdr) + n * sizeof(*r))) {
+		cl_down(lx);
+		return 0;
+	}
+	memcpy(r, c->buf + sizeof(struct spp_hdr), n * sizeof(*r));
+	for (size_t i = 0; i < n && c->sock >= 0; i++) {
+		if (r[i].seg == SPP_SEG_UPLOAD)
+			up[nup++] = (unsigned)i;
+		else if (r[i].seg != SPP_SEG_NONE)
+			out[i] = adopt(lx, &r[i]);
+	}
+	for (unsigned i = 0; i < nup && c->sock >= 0; i += SPP_MAX_INTERN)
+		upload(lx, space, addr, up + i,
+		       nup - i < SPP_MAX_INTERN ? nup - i : SPP_MAX_INTERN, out);
+	cl_flush(lx);
+	return 0;
+}
+
+void lx_client_release(struct sp_linux *lx, struct lx_seg *seg, uint32_t page)
+{
+	struct lx_client *c = &lx->cl;
+
+	if (seg->global != 1 || cnt_dec(c, page) != 0)
+		return;		/* a lost daemon's page, or still used */
+	if (c->sock < 0)
+		return;
+	c->unref[c->nunref++] = (struct spp_ref){ seg->gseg, page - seg->base };
+	if (c->nunref == SPP_MAX_ITEMS)
+		cl_flush(lx);
+}
+
+int lx_client_report(struct sp_linux *lx, struct spp_report *rep,
+		     struct spp_knobs *knobs)
+{
+	struct lx_client *c = &lx->cl;
+	ssize_t n;
+
+	if (cl_up(lx) || cl_flush(lx))
+		return 0;
+	n = spp_call(c->sock, SPP_REPORT, 1, rep, sizeof(*rep), SPP_KNOBS,
+		     c->buf, NULL);
+	if (n < 0) {
+		cl_down(lx);
+		return 0;
+	}
+	memcpy(knobs, c->buf + sizeof(struct spp_hdr), sizeof(*knobs));
+	return 1;
+}
+
+void lx_client_fork_child(struct sp_linux *lx)
+{
+	struct lx_client *c = &lx->cl;
+
+	if (c->sock >= 0)
+		close(c->sock);		/* the parent's connection: not ours */
+	c->sock = c->path[0] ? -2 : -1;
+	c->nunref = 0;
+	c->retry_ms = 0;
+}
+
+uint64_t lx_client_pages(const struct sp_linux *lx)
+{
+	return lx->cl.n;
+}
+
+int lx_client_init(struct sp_linux *lx)
+{
+	struct lx_client *c = &lx->cl;
+	const char *p = getenv("SAMEPAGE_SOCKET");
+
+	c->sock = -1;
+	for (unsigned k = 0; k < 256; k++)
+		c->gmap[k] = -1;
+	if (!p || !*p || strlen(p) >= sizeof(c->path))
+		return 0;
+	c->buf = lx_map(2 * (size_t)SPP_MAX_MSG);
+	c->unref = sp_mem_alloc(&lx->mem, SPP_MAX_ITEMS * sizeof(*c->unref));
+	if (!c->buf || !c->unref)
+		return -ENOMEM;
+	strcpy(c->path, p);
+	return 0;
+}
+
+void lx_client_free(struct sp_linux *lx)
+{
+	struct lx_client *c = &lx->cl;
+
+	cl_flush(lx);
+	if (c->sock >= 0)
+		close(c->sock);
+	c->sock = -1;
+	if (c->buf)
+		lx_unmap(c->buf, 2 * (size_t)SPP_MAX_MSG);
+	sp_mem_free(&lx->mem, c->unref, SPP_MAX_ITEMS * sizeof(*c->unref));
+	sp_mem_free(&lx->mem, c->key, (size_t)c->cap * 4);
+	sp_mem_free(&lx->mem, c->val, (size_t)c->cap * 4);
+	c->buf = NULL;
+	c->unref = NULL;
+	c->key = c->val = NULL;
+}

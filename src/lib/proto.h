@@ -1,0 +1,199 @@
+/*
+ * proto.h - the wire protocol between samepaged and its clients (the
+ * in-process agents, and the `samepage stat/set` control commands).
+ *
+ * Transport: a unix SOCK_SEQPACKET socket, so every message arrives whole
+ * or not at all and its length is known.  A message is a header and
+ * @count fixed-size items (or one fixed body); the receiver checks that
+ * the length is exactly what type and count say, before reading a byte of
+ * the body (spp_check).  Nothing in a message is trusted beyond that: the
+ * daemon hashes content itself and every page a process maps is compared
+ * by that process against its own bytes first.
+ *
+ * Requests and their answers (c: client, d: daemon):
+ *   HELLO   c->d  body spp_hello           d: HELLO_R body spp_hello_r
+ *   GETSEG  c->d  body u32 segment         d: SEG body spp_seg + the
+ *                                             segment's read-only fd
+ *   LOOKUP  c->d  count x u64 hash         d: LOOKUP_R count x spp_ref:
+ *                                             a stable page with that hash
+ *                                             (a reference now held by the
+ *                                             client), NONE, or UPLOAD (some
+ *                                             other process nominated the
+ *                                             same hash: send the bytes)
+ *   INTERN  c->d  count x 4096 bytes       d: INTERN_R count x spp_ref
+ *                                             (an existing page with equal
+ *                                             bytes, or a new one; NONE if
+ *                                             the store is full)
+ *   UNREF   c->d  count x spp_ref          no answer: references dropped
+ *   CLAIM   c->d  count x spp_ref          d: CLAIM_R count x u32 (1: the
+ *                                             page lives, reference taken)
+ *   REPORT  c->d  body spp_report          d: KNOBS body spp_knobs
+ *   STAT    c->d  body u32 pid (0: all)    d: STAT_R body spp_stat_r
+ *   SET     c->d  body spp_set             d: ERR (0 or -errno)
+ * Anything malformed gets ERR -EBADMSG and changes nothing.
+ */
+#ifndef SP_PROTO_H
+#define SP_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SPP_VERSION 1
+#define SPP_MAX_MSG (64u * 1024)	/* largest message, header included */
+#define SPP_PAGE 4096u
+#define SPP_MAX_INTERN 15u		/* pages per INTERN (fits SPP_MAX_MSG) */
+#define SPP_MAX_ITEMS 4096u		/* hashes or refs per message */
+
+enum spp_type {
+	SPP_HELLO = 1, SPP_HELLO_R,
+	SPP_GETSEG, SPP_SEG,
+	SPP_LOOKUP, SPP_LOOKUP_R,
+	SPP_INTERN, SPP_INTERN_R,
+	SPP_UNREF,
+	SPP_CLAIM, SPP_CLAIM_R,
+	SPP_REPORT, SPP_KNOBS,
+	SPP_STAT, SPP_STAT_R,
+	SPP_SET,
+	SPP_ERR,
+	SPP_TYPE_END
+};
+
+struct spp_hdr {
+	uint32_t type;		/* enum spp_type */
+	uint32_t count;		/* items that follow (see each type) */
+};
+
+/* A stable page of the shared store: segment and page slot in it. */
+struct spp_ref {
+	uint32_t seg, slot;
+};
+#define SPP_SEG_NONE UINT32_MAX		/* no such page */
+#define SPP_SEG_UPLOAD (UINT32_MAX - 1)	/* LOOKUP_R: send its bytes */
+
+struct spp_hello {
+	uint32_t version;
+	uint32_t pid;		/* informative: the daemon uses SO_PEERCRED */
+};
+
+struct spp_hello_r {
+	uint32_t version;
+	uint32_t nseg;		/* segments existing now */
+	uint64_t epoch;		/* this daemon's run: refs of another epoch
+				 * mean nothing to it */
+	uint32_t seg_pages;	/* pages per segment */
+	uint32_t pad;
+};
+
+struct spp_seg {
+	uint32_t seg;
+	uint32_t pages;
+};
+
+/*
+ * Counters a process reports and the daemon sums, in this order, named as
+ * in /sys/kernel/mm/ksm (global) and /proc/PID/ksm_stat (per process).
+ */
+enum spp_stat {
+	SPS_PAGES_SHARED, SPS_PAGES_SHARING, SPS_PAGES_UNSHARED,
+	SPS_PAGES_VOLATILE, SPS_PAGES_SCANNED, SPS_PAGES_SKIPPED,
+	SPS_FULL_SCANS, SPS_GENERAL_PROFIT, SPS_KSM_ZERO_PAGES,
+	SPS_STABLE_NODE_CHAINS, SPS_STABLE_NODE_DUPS,
+	/* per process (ksm_stat) */
+	SPS_KSM_RMAP_ITEMS, SPS_KSM_MERGING_PAGES, SPS_KSM_PROCESS_PROFIT,
+	/* samepage's own */
+	SPS_KSM_MERGE_ANY,	/* PR_SET_MEMORY_MERGE in force */
+	SPS_SHARED_GLOBAL,	/* stable pages of the shared store it maps */
+	SPS_META_BYTES, SPS_CPU_NS,
+	SPS_COUNT
+};
+
+enum spp_knob {
+	SPK_RUN, SPK_PAGES_TO_SCAN, SPK_SLEEP_MILLISECS, SPK_MAX_PAGE_SHARING,
+	SPK_USE_ZERO_PAGES, SPK_SMART_SCAN,
+	SPK_ADVISOR_MODE,		/* 0 none, 1 scan-time */
+	SPK_ADVISOR_TARGET_SCAN_TIME,	/* seconds */
+	SPK_ADVISOR_MAX_CPU,		/* percent */
+	SPK_ADVISOR_MIN_PAGES_TO_SCAN, SPK_ADVISOR_MAX_PAGES_TO_SCAN,
+	SPK_COUNT
+};
+
+struct spp_report {
+	uint32_t pid;		/* STAT_R for all: number of processes */
+	uint32_t pad;
+	int64_t v[SPS_COUNT];
+};
+
+struct spp_knobs {
+	uint64_t generation;	/* 0: never set; agents keep their own */
+	uint64_t v[SPK_COUNT];
+};
+
+/* STAT_R: counters, and the knobs in force for the domain. */
+struct spp_stat_r {
+	struct spp_report rep;
+	struct spp_knobs knobs;
+};
+
+struct spp_set {
+	uint32_t knob;		/* enum spp_knob */
+	uint32_t pad;
+	uint64_t value;
+};
+
+/* Names (sysfs spelling) of the counters and knobs; NULL-free tables. */
+extern const char *const spp_stat_name[SPS_COUNT];
+extern const char *const spp_knob_name[SPK_COUNT];
+/* The knobs' defaults (KSM's) and their validation: 0 or -EINVAL. */
+extern const uint64_t spp_knob_default[SPK_COUNT];
+int spp_knob_check(unsigned knob, uint64_t value);
+/* spp_knob_lookup - index of a knob by name, or -EINVAL. */
+int spp_knob_lookup(const char *name);
+
+/*
+ * spp_check - whether a received message of @len bytes is well formed:
+ * a known type and exactly the length its count says.
+ * Return: 0 or -EBADMSG.  Pure.
+ */
+int spp_check(const void *msg, size_t len);
+
+/*
+ * spp_send - send one message (header + @len bytes of @body), with @fd
+ * attached if >= 0.  @flags as send(2) (MSG_DONTWAIT for the daemon).
+ * Return: 0 or -errno.  May block (without MSG_DONTWAIT) up to the
+ * socket's send timeout.
+ */
+int spp_send(int sock, uint32_t type, uint32_t count, const void *body,
+	     size_t len, int fd, int flags);
+
+/*
+ * spp_recv - receive one message into @buf (SPP_MAX_MSG bytes) and check
+ * it.  A received fd goes to *fd (if @fd is not NULL, else it is
+ * closed); *fd is -1 when none came.
+ * Return: the message length, 0 at end of stream, -EBADMSG (malformed or
+ * truncated: discarded), or -errno.
+ */
+ssize_t spp_recv(int sock, void *buf, int *fd, int flags);
+
+/*
+ * spp_socket_path - the per-user daemon's socket: $SAMEPAGE_SOCKET, else
+ * $XDG_RUNTIME_DIR/samepage/samepaged.sock, else
+ * /tmp/samepage-UID/samepaged.sock.  Return: 0 or -ENAMETOOLONG.
+ */
+int spp_socket_path(char *buf, size_t len);
+
+/*
+ * spp_connect - connect to the daemon at @path with send and receive
+ * timeouts of @timeout_ms.  Return: the socket, or -errno.
+ */
+int spp_connect(const char *path, unsigned timeout_ms);
+
+/*
+ * spp_call - send a request and wait for its answer (of type @want, or
+ * ERR).  Return: the answer's length (in @buf), -EPROTO for an answer of
+ * another type, the ERR's value, or -errno.
+ */
+ssize_t spp_call(int sock, uint32_t type, uint32_t count, const void *body,
+		 size_t len, uint32_t want, void *buf, int *fd);
+
+#endif
