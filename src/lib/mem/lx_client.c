@@ -143,6 +143,23 @@ static int64_t cnt_dec(struct lx_client *c, uint32_t page)
 
 /* ---- the connection ----------------------------------------------------- */
 
+/* The daemon run we counted references with is gone to us: its
+ * segments become lost (mapped, never counted again), and we forget
+ * which of its segments we had and every count. */
+static void forget_run(struct sp_linux *lx)
+{
+	struct lx_client *c = &lx->cl;
+
+	for (unsigned k = 0; k < lx->nseg; k++)
+		if (lx->seg[k].global == 1)
+			lx->seg[k].global = 2;
+	for (unsigned k = 0; k < 256; k++)
+		c->gmap[k] = -1;
+	if (c->cap)
+		memset(c->key, 0, (size_t)c->cap * 4);
+	c->n = 0;
+}
+
 static void cl_down(struct sp_linux *lx)
 {
 	struct lx_client *c = &lx->cl;
@@ -152,14 +169,7 @@ static void cl_down(struct sp_linux *lx)
 	c->sock = -1;
 	c->disconnects++;
 	c->retry_ms = now_ms() + RETRY_MS;
-	for (unsigned k = 0; k < lx->nseg; k++)
-		if (lx->seg[k].global == 1)
-			lx->seg[k].global = 2;
-	for (unsigned k = 0; k < 256; k++)
-		c->gmap[k] = -1;
-	if (c->cap)
-		memset(c->key, 0, (size_t)c->cap * 4);
-	c->n = 0;
+	forget_run(lx);
 	c->nunref = 0;
 }
 
@@ -251,14 +261,7 @@ static int cl_up(struct sp_linux *lx)
 		return c->sock >= 0 ? 0 : -ENOTCONN;
 	}
 	/* A new run: what we hold of an older one is ours alone now. */
-	for (unsigned k = 0; k < lx->nseg; k++)
-		if (lx->seg[k].global == 1)
-			lx->seg[k].global = 2;
-	for (unsigned k = 0; k < 256; k++)
-		c->gmap[k] = -1;
-	if (c->cap)
-		memset(c->key, 0, (size_t)c->cap * 4);
-	c->n = 0;
+	forget_run(lx);
 	c->epoch = r.epoch;
 	return 0;
 }
