@@ -169,14 +169,25 @@ int cmd_stat(int argc, char **argv)
 		OUT("ksm_process_profit", r.rep.v[SPS_KSM_PROCESS_PROFIT]);
 		OUT("ksm_merge_any", r.rep.v[SPS_KSM_MERGE_ANY]);
 		OUT("ksm_mergeable", r.rep.v[SPS_KSM_RMAP_ITEMS] > 0);
+		/* samepage's own: each process scans its own memory, at
+		 * the rate the knob or the advisor gives it */
+		OUT("pages_to_scan", r.rep.v[SPS_PAGES_TO_SCAN]);
+		OUT("full_scans", r.rep.v[SPS_FULL_SCANS]);
+		OUT("shared_store_pages", r.rep.v[SPS_SHARED_GLOBAL]);
+		OUT("cpu_ns", r.rep.v[SPS_CPU_NS]);
+		OUT("meta_bytes", r.rep.v[SPS_META_BYTES]);
 	} else {
 		/* /sys/kernel/mm/ksm's counters, then its knobs */
 		for (int k = SPS_PAGES_SHARED; k <= SPS_STABLE_NODE_DUPS; k++)
 			OUT(spp_stat_name[k], r.rep.v[k]);
 		for (int k = 0; k < SPK_COUNT; k++)
 			OUT(spp_knob_name[k], r.knobs.v[k]);
+		/* samepage's own */
 		OUT("shared_store_pages", r.rep.v[SPS_SHARED_GLOBAL]);
 		OUT("processes", r.rep.pid);
+		OUT("meta_bytes", r.rep.v[SPS_META_BYTES]);
+		OUT("cpu_ns", r.rep.v[SPS_CPU_NS]);
+		OUT("daemon_cpu_ns", r.rep.v[SPS_DAEMON_CPU_NS]);
 	}
 #undef OUT
 	if (json)

@@ -80,8 +80,8 @@ static struct {
 	unsigned idle_exit;		/* seconds without clients, 0: never */
 	char path[108];
 	int own_path;			/* we bound it: unlink at exit */
-	uint8_t buf[SPP_MAX_MSG];
-	uint8_t out[SPP_MAX_MSG];
+	_Alignas(16) uint8_t buf[SPP_MAX_MSG];	/* bodies are read in place */
+	_Alignas(16) uint8_t out[SPP_MAX_MSG];
 	volatile sig_atomic_t quit;
 } d;
 
@@ -340,7 +340,8 @@ static void domain_stat(struct domain *dm, struct spp_report *out)
 			continue;
 		out->pid++;
 		for (int k = 0; k < SPS_COUNT; k++)
-			if (k == SPS_FULL_SCANS || k == SPS_KSM_MERGE_ANY)
+			if (k == SPS_FULL_SCANS || k == SPS_KSM_MERGE_ANY ||
+			    k == SPS_PAGES_TO_SCAN)
 				out->v[k] = c->rep.v[k] > out->v[k] ? c->rep.v[k]
 								    : out->v[k];
 			else
@@ -360,6 +361,13 @@ static void domain_stat(struct domain *dm, struct spp_report *out)
 				      (int64_t)ss.meta_bytes;
 	out->v[SPS_SHARED_GLOBAL] = (int64_t)ss.live;
 	out->v[SPS_META_BYTES] += (int64_t)ss.meta_bytes;
+	{
+		struct timespec ts;
+
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+		out->v[SPS_DAEMON_CPU_NS] = ts.tv_sec * 1000000000ll +
+					    ts.tv_nsec;
+	}
 }
 
 static int do_stat(struct client *c, uint32_t pid)

@@ -27,6 +27,7 @@
  * to upload.  Collisions cost a missed or useless upload, never a wrong
  * merge: every merge compares bytes.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -37,6 +38,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store.h"
@@ -54,6 +56,8 @@ struct slot {
 	uint32_t refs;		/* processes holding it */
 	uint32_t next;		/* bucket chain (LIVE/PENDING) */
 	uint8_t state;		/* SL_* */
+	uint8_t in_pend;	/* listed in pend[] (at most once: a slot
+				 * freed twice would be handed out twice) */
 };
 
 struct seg {
@@ -79,6 +83,8 @@ struct store {
 	uint32_t *nom;		/* nominations */
 	uint32_t nnom;		/* power of two */
 	uint64_t nom_inserts, nom_clock;
+	uint64_t born;		/* first segment's creation, clock ticks
+				 * since boot (/proc/PID/stat starttime) */
 	struct store_stats s;
 };
 
@@ -161,6 +167,21 @@ int store_seg_fd(struct store *st, uint32_t seg)
 	return fd < 0 ? -errno : fd;
 }
 
+/* Now, in the unit of /proc/PID/stat's starttime (clock ticks since
+ * boot, CLOCK_BOOTTIME), rounded down: a process that started in this
+ * very tick counts as started after. */
+static uint64_t boot_ticks(void)
+{
+	struct timespec ts;
+	long hz = sysconf(_SC_CLK_TCK);
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	if (hz <= 0)
+		hz = 100;
+	return (uint64_t)ts.tv_sec * (uint64_t)hz +
+	       (uint64_t)ts.tv_nsec / (1000000000ull / (uint64_t)hz);
+}
+
 static int seg_new(struct store *st)
 {
 	size_t len = (size_t)ST_SEG_PAGES * PS;
@@ -180,6 +201,14 @@ static int seg_new(struct store *st)
 		      MAP_SHARED | MAP_NORESERVE, fd, 0);
 	if (g->map == MAP_FAILED)
 		goto fail;
+	/* The only writable mapping there will ever be: a child of ours
+	 * (none today) must not inherit it. */
+	if (madvise(g->map, len, MADV_DONTFORK)) {
+		err = -errno;
+		munmap(g->map, len);
+		close(fd);
+		return err;
+	}
 	if (fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_GROW |
 				       F_SEAL_SHRINK | F_SEAL_SEAL)) {
 		err = -errno;
@@ -193,6 +222,8 @@ static int seg_new(struct store *st)
 	g->cap = 0;
 	g->dev = sb.st_dev;
 	g->ino = sb.st_ino;
+	if (!st->nseg)
+		st->born = boot_ticks();
 	st->nseg++;
 	return 0;
 fail:
@@ -323,9 +354,14 @@ void store_unref(struct store *st, uint32_t gid)
 		return;
 	if (--s->refs || s->state == SL_PENDING)
 		return;
+	if (s->in_pend) {	/* referenced again since it was listed */
+		s->state = SL_PENDING;
+		return;
+	}
 	if (grow(&st->pend, &st->pendcap, sizeof(uint32_t), st->npend + 1))
 		return;		/* kept until the daemon exits: never unsafe */
 	s->state = SL_PENDING;
+	s->in_pend = 1;
 	st->pend[st->npend++] = gid;
 }
 
@@ -401,7 +437,46 @@ static void mark(struct store *st, uint8_t *keep, uint32_t k, uint32_t first,
 	}
 }
 
-/* Mark what process @pid can reach.  Return: -1 if unknown (keep all). */
+/* Whether process @pid started before the store's first segment existed
+ * (/proc/PID/stat stays readable when maps is not).  Return: 1, 0 (after,
+ * or unknown), or -1 if it is gone. */
+static int started_before(const struct store *st, pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT || errno == ESRCH ? -1 : 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	/* comm may hold spaces and ')': fields resume after the last ')'.
+	 * starttime is field 22; field 3 (state) follows ") ". */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+				"%*u %*u %*d %*d %*d %*d %*d %*d %llu",
+			 &start) != 1)
+		return 0;
+	return start < st->born;
+}
+
+/*
+ * Mark what process @pid can reach.  Return: -1 if unknown (keep all).
+ *
+ * A process whose maps we may not read (non-dumpable, or init in a
+ * container) can map a segment only by inheriting a mapping or an fd
+ * through fork, or by being sent one; forks made before the first
+ * segment existed inherited nothing, so such a process is skipped when
+ * it started before that.  Sending the fd on purpose to an older process
+ * of the domain is the domain's own doing (it could as well write that
+ * process's memory: docs/security.md).
+ */
 static int mark_process(struct store *st, pid_t pid, uint8_t *keep)
 {
 	char path[64], line[512];
@@ -410,8 +485,11 @@ static int mark_process(struct store *st, pid_t pid, uint8_t *keep)
 
 	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
 	f = fopen(path, "re");
-	if (!f)
-		return errno == ENOENT || errno == ESRCH ? 0 : -1;
+	if (!f) {
+		if (errno == ENOENT || errno == ESRCH)
+			return 0;
+		return started_before(st, pid) ? 0 : -1;
+	}
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long s, e, off, ino;
 		unsigned maj, mnr;
@@ -419,6 +497,13 @@ static int mark_process(struct store *st, pid_t pid, uint8_t *keep)
 
 		if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu", &s, &e, perms,
 			   &off, &maj, &mnr, &ino) != 7 || !ino)
+			continue;
+		/* A shared mapping of a segment is an agent's read-only
+		 * view (clients get O_RDONLY fds), which it reads only at
+		 * pages it holds a reference to.  Program memory maps
+		 * slots MAP_PRIVATE, and keeps doing so across mremap and
+		 * fork: those are what reach a page. */
+		if (perms[3] == 's')
 			continue;
 		for (uint32_t k = 0; k < st->nseg; k++) {
 			if (ino != st->seg[k].ino ||
@@ -451,10 +536,13 @@ static void slot_free(struct store *st, uint32_t g)
 	struct slot *s = slot_of(st, g);
 	uint32_t *pp = &st->bucket[s->hash & (st->nbucket - 1)];
 
-	while (*pp != g)
+	while (*pp != g) {
+		assert(*pp != ST_NONE);	/* a live slot is in its bucket */
 		pp = &slot_of(st, *pp)->next;
+	}
 	*pp = s->next;
 	s->state = SL_FREE;
+	s->in_pend = 0;
 	st->nlive--;
 	st->s.reclaimed++;
 	if (!grow(&st->freel, &st->freecap, sizeof(uint32_t), st->nfree + 1))
@@ -476,6 +564,8 @@ uint64_t store_reclaim(struct store *st, const uid_t *uids, unsigned nuids)
 
 		if (s && s->state == SL_PENDING)
 			st->pend[k++] = st->pend[i];
+		else if (s)
+			s->in_pend = 0;
 	}
 	st->npend = k;
 	if (!st->npend)

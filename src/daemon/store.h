@@ -71,8 +71,9 @@ int store_nominate(struct store *st, uint64_t hash, uint32_t client);
 
 /*
  * store_reclaim - free the unreferenced pages no mapping can reach: for
- * every process of @uids, every VMA mapping a segment at such a page's
- * offset must hold a private copy there (pagemap).  A process whose maps
+ * every process of @uids, every private VMA mapping a segment at such a
+ * page's offset must hold a private copy there (pagemap); shared ones
+ * are the agents' views, read only where they hold references.  A process whose maps
  * or pagemap cannot be read keeps every page it might map.  Blocks on
  * /proc reads (bounded by the number of processes).
  * Return: pages freed.

@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "advisor.h"
 #include "engine.h"
 #include "mem/linux.h"
 
@@ -325,6 +326,12 @@ static void fill_report(struct sp_agent *a, struct spp_report *r)
 	r->v[SPS_SHARED_GLOBAL] = (int64_t)lx_client_pages(a->lx);
 	r->v[SPS_META_BYTES] = (int64_t)g.meta_bytes;
 	r->v[SPS_CPU_NS] = (int64_t)clock_ns(CLOCK_THREAD_CPUTIME_ID);
+	{
+		uint64_t pts = 0;
+
+		sp_knob_get(a->e, SP_KNOB_PAGES_TO_SCAN, &pts);
+		r->v[SPS_PAGES_TO_SCAN] = (int64_t)pts;
+	}
 }
 
 /* Apply knobs set with `samepage set` (generation 0: never set, the
@@ -386,22 +393,17 @@ static void advise(struct sp_agent *a)
 
 	if (a->adv[SPK_ADVISOR_MODE] == 1 && a->pass_ns && now > a->pass_ns &&
 	    !sp_knob_get(a->e, SP_KNOB_PAGES_TO_SCAN, &pts)) {
-		double wall = (double)(now - a->pass_ns) / 1e9;
-		double used = (double)(cpu - a->pass_cpu) / 1e9;
-		double pct = 100.0 * used / wall;
-		double want = (double)pts * wall /
-			      (double)a->adv[SPK_ADVISOR_TARGET_SCAN_TIME];
-		double cap = pct > 0 ? (double)pts *
-					       (double)a->adv[SPK_ADVISOR_MAX_CPU] / pct
-				     : want;
+		struct sp_advice in = {
+			.pages_to_scan = pts,
+			.wall_s = (double)(now - a->pass_ns) / 1e9,
+			.cpu_s = (double)(cpu - a->pass_cpu) / 1e9,
+			.target_s = a->adv[SPK_ADVISOR_TARGET_SCAN_TIME],
+			.max_cpu = a->adv[SPK_ADVISOR_MAX_CPU],
+			.min_pages = a->adv[SPK_ADVISOR_MIN_PAGES_TO_SCAN],
+			.max_pages = a->adv[SPK_ADVISOR_MAX_PAGES_TO_SCAN],
+		};
 
-		if (want > cap)
-			want = cap;
-		if (want < (double)a->adv[SPK_ADVISOR_MIN_PAGES_TO_SCAN])
-			want = (double)a->adv[SPK_ADVISOR_MIN_PAGES_TO_SCAN];
-		if (want > (double)a->adv[SPK_ADVISOR_MAX_PAGES_TO_SCAN])
-			want = (double)a->adv[SPK_ADVISOR_MAX_PAGES_TO_SCAN];
-		sp_knob_set(a->e, SP_KNOB_PAGES_TO_SCAN, (uint64_t)want);
+		sp_knob_set(a->e, SP_KNOB_PAGES_TO_SCAN, sp_advise_pages(&in));
 	}
 	a->pass_ns = now;
 	a->pass_cpu = cpu;
@@ -420,6 +422,9 @@ static void *scanner(void *arg)
 	sigdelset(&set, SIGILL);
 	pthread_sigmask(SIG_SETMASK, &set, NULL);
 	in_agent = 1;
+	/* Operators and bench/ find the merger's CPU by this name
+	 * (/proc/PID/task/TID/comm, top -H), as ksmd's is found by its. */
+	pthread_setname_np(pthread_self(), "samepage");
 
 	pthread_mutex_lock(&a->lock);
 	while (!a->stop) {

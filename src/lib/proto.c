@@ -32,6 +32,8 @@ const char *const spp_stat_name[SPS_COUNT] = {
 	[SPS_SHARED_GLOBAL] = "shared_store_pages",
 	[SPS_META_BYTES] = "meta_bytes",
 	[SPS_CPU_NS] = "cpu_ns",
+	[SPS_PAGES_TO_SCAN] = "pages_to_scan",
+	[SPS_DAEMON_CPU_NS] = "daemon_cpu_ns",
 };
 
 const char *const spp_knob_name[SPK_COUNT] = {

@@ -105,6 +105,8 @@ enum spp_stat {
 	SPS_KSM_MERGE_ANY,	/* PR_SET_MEMORY_MERGE in force */
 	SPS_SHARED_GLOBAL,	/* stable pages of the shared store it maps */
 	SPS_META_BYTES, SPS_CPU_NS,
+	SPS_PAGES_TO_SCAN,	/* in force now (the advisor tunes it) */
+	SPS_DAEMON_CPU_NS,	/* STAT_R only: samepaged's own CPU */
 	SPS_COUNT
 };
 

@@ -14,6 +14,15 @@
  *              merging runs: no write lost (each checks a shadow)
  *   malformed  garbage, truncated and oversized messages get an error;
  *              the daemon stays up and answers a proper request after
+ *   control    `samepage stat` (kernel names, values matching the
+ *              frames, --pid, --json) and `samepage set` (bad input
+ *              refused with nothing changed; knobs reach the processes;
+ *              the advisor; run 2 unmerges, run 1 merges again)
+ *   reclaim    store pages outlive a forked-then-exited parent and a
+ *              killed partner while mapped, and are freed after the last
+ *              process exits
+ *   domain     a system daemon merges root's and nobody's pages only
+ *              when --domain joins the two uids
  * The children are this binary ("child SEED MIB WRITERS"), started with
  * `samepage run`, talking over pipes.  Polls with timeouts, no fixed
  * sleeps.  Needs root for PFNs (skips with 77 otherwise).
@@ -28,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -89,7 +99,10 @@ static void *writer(void *arg)
 		size_t i;
 
 		r = r * 6364136223846793005ull + 1442695040888963407ull;
-		i = (size_t)(r >> 33) % npages;
+		/* Mostly the first half; one write in 64 anywhere, so
+		 * merged pages of the second half are written too but
+		 * stay put long enough to merge, even on a busy machine. */
+		i = (size_t)(r >> 33) % (n % 64 ? npages / 2 : npages);
 		if (!(n & 15)) {	/* ~100k writes/s: pages stay put
 					 * long enough to merge */
 			struct timespec ts = { 0, 100000 };
@@ -166,6 +179,19 @@ static int child(int argc, char **argv)
 				fill_page(second + i * PS, 2, i);
 			madvise(second, npages * PS, MADV_MERGEABLE);
 			printf("%p\n", (void *)second);
+		} else if (!strncmp(cmd, "fork", 4)) {
+			/* Hand everything to a child and exit: the child
+			 * holds the merged memory it inherited, the parent's
+			 * references die with it. */
+			pid_t c;
+
+			fflush(stdout);
+			c = fork();
+			if (c < 0)
+				return 1;
+			if (c)
+				_exit(0);
+			printf("%d\n", (int)getpid());
 		} else {
 			break;
 		}
@@ -186,6 +212,11 @@ struct kid {
 static const char *samepage_bin, *samepaged_bin, *self;
 static char sockpath[108], dir[64];
 
+/* 0: as ourselves; else the uid the kids of spawn() run as, through
+ * setpriv with CAP_SYS_PTRACE kept (for userfaultfd: merging needs it
+ * where vm.unprivileged_userfaultfd is 0). */
+static unsigned kid_uid;
+
 static void spawn(struct kid *k, unsigned mib, unsigned writers)
 {
 	int to[2], from[2];
@@ -203,6 +234,19 @@ static void spawn(struct kid *k, unsigned mib, unsigned writers)
 		dup2(from[1], 1);
 		close(to[1]);
 		close(from[0]);
+		if (kid_uid) {
+			char u[32], g[32];
+
+			snprintf(u, sizeof(u), "--reuid=%u", kid_uid);
+			snprintf(g, sizeof(g), "--regid=%u", kid_uid);
+			execl("/usr/bin/setpriv", "setpriv", u, g,
+			      "--clear-groups", "--inh-caps=+sys_ptrace",
+			      "--ambient-caps=+sys_ptrace", samepage_bin, "run",
+			      "--pages-to-scan", "4096", "--sleep-millisecs",
+			      "1", "--", self, "child", "42", mibs, ws,
+			      (char *)NULL);
+			_exit(127);
+		}
 		execl(samepage_bin, "samepage", "run", "--pages-to-scan", "4096",
 		      "--sleep-millisecs", "1", "--", self, "child", "42", mibs,
 		      ws, (char *)NULL);
@@ -513,6 +557,406 @@ static int scenario_malformed(void)
 	return 0;
 }
 
+/* ---- samepage stat / set ------------------------------------------------ */
+
+/* Run `samepage ARGS` (as @uid if nonzero); its stdout into @out.
+ * Return: its exit status. */
+static int ctl_as(unsigned uid, const char *args, char *out, size_t len)
+{
+	char cmd[512];
+	size_t n = 0;
+	FILE *f;
+	int st;
+
+	if (uid)
+		snprintf(cmd, sizeof(cmd), "setpriv --reuid=%u --regid=%u "
+			 "--clear-groups %s %s 2>/dev/null", uid, uid,
+			 samepage_bin, args);
+	else
+		snprintf(cmd, sizeof(cmd), "%s %s 2>/dev/null", samepage_bin,
+			 args);
+	f = popen(cmd, "r");
+	if (!f)
+		FAIL("popen %s", cmd);
+	while (n + 1 < len && !feof(f) && !ferror(f))
+		n += fread(out + n, 1, len - 1 - n, f);
+	out[n] = 0;
+	st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static int ctl(const char *args, char *out, size_t len)
+{
+	return ctl_as(0, args, out, len);
+}
+
+/* The value of line "NAME VALUE" in @text; -1 if there is none. */
+static long long val(const char *text, const char *name)
+{
+	size_t l = strlen(name);
+
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p)
+		if (!strncmp(p, name, l) && p[l] == ' ')
+			return strtoll(p + l + 1, NULL, 10);
+	return -1;
+}
+
+/* One counter of `samepage stat` (@pid 0: the domain's). */
+static long long stat_of(pid_t pid, const char *name)
+{
+	static char out[8192];
+	char args[64];
+
+	if (pid)
+		snprintf(args, sizeof(args), "stat --pid %d", (int)pid);
+	else
+		snprintf(args, sizeof(args), "stat");
+	if (ctl(args, out, sizeof(out)))
+		return -1;
+	return val(out, name);
+}
+
+/* Poll until counter @name of @pid is in [lo, hi]; return its last value. */
+static long long wait_stat(pid_t pid, const char *name, long long lo,
+			   long long hi, double secs)
+{
+	long long v = -1;
+
+	for (double t0 = now(); now() - t0 < secs; nap()) {
+		v = stat_of(pid, name);
+		if (v >= lo && v <= hi)
+			break;
+	}
+	return v;
+}
+
+static void set_ok(const char *name, const char *value)
+{
+	char args[128], out[256];
+	int r;
+
+	snprintf(args, sizeof(args), "set %s %s", name, value);
+	r = ctl(args, out, sizeof(out));
+	if (r)
+		FAIL("samepage %s: exit %d", args, r);
+}
+
+static void set_bad(const char *name, const char *value, int want)
+{
+	char args[128], out[256];
+	int r;
+
+	snprintf(args, sizeof(args), "set %s %s", name, value);
+	r = ctl(args, out, sizeof(out));
+	if (r != want)
+		FAIL("samepage %s: exit %d, want %d", args, r, want);
+}
+
+static const char *const kernel_names[] = {
+	"pages_shared", "pages_sharing", "pages_unshared", "pages_volatile",
+	"pages_scanned", "pages_skipped", "full_scans", "general_profit",
+	"ksm_zero_pages", "stable_node_chains", "stable_node_dups",
+	"run", "pages_to_scan", "sleep_millisecs", "max_page_sharing",
+	"use_zero_pages", "smart_scan", "advisor_mode",
+	"advisor_target_scan_time", "advisor_max_cpu",
+	"advisor_min_pages_to_scan", "advisor_max_pages_to_scan",
+};
+
+/* The knob lines of `samepage stat`, to compare before / after. */
+static void knobs_of(char *out, size_t len)
+{
+	static char all[8192];
+	size_t n = 0;
+
+	if (ctl("stat", all, sizeof(all)))
+		FAIL("samepage stat failed");
+	out[0] = 0;
+	for (size_t i = 11; i < sizeof(kernel_names) / sizeof(*kernel_names);
+	     i++)
+		n += (size_t)snprintf(out + n, len - n, "%s=%lld ",
+				      kernel_names[i], val(all, kernel_names[i]));
+}
+
+/* Output, control and propagation: `samepage stat` shows the kernel's
+ * names with values that match what pagemap shows; `samepage set`
+ * refuses bad input without changing anything, and what it sets reaches
+ * the processes (run 2 unmerges everything, run 1 merges again, the
+ * advisor keeps pages_to_scan within its bounds). */
+static int scenario_control(void)
+{
+	static char out[8192], before[2048], after[2048];
+	struct kid a, b;
+	long long v;
+	size_t s;
+
+	start_daemon();
+	spawn(&a, 16, 0);
+	spawn(&b, 16, 0);
+	s = wait_shared(&a, a.addr, &b, b.addr, a.n, a.n, 60);
+	if (s != a.n)
+		FAIL("only %zu of %zu pages shared", s, a.n);
+	/* One stable page shared by two processes: KSM counts it once in
+	 * pages_shared and once in pages_sharing. */
+	v = wait_stat(0, "pages_sharing", (long long)a.n, (long long)a.n, 30);
+	if (v != (long long)a.n)
+		FAIL("pages_sharing %lld, want %zu", v, a.n);
+	if (ctl("stat", out, sizeof(out)))
+		FAIL("samepage stat failed");
+	for (size_t i = 0; i < sizeof(kernel_names) / sizeof(*kernel_names); i++)
+		if (val(out, kernel_names[i]) < 0)
+			FAIL("stat has no line '%s N':\n%s", kernel_names[i], out);
+	if (val(out, "pages_shared") != (long long)a.n ||
+	    val(out, "processes") != 2 ||
+	    val(out, "general_profit") < (long long)a.n * PS / 2 ||
+	    val(out, "shared_store_pages") != (long long)a.n)
+		FAIL("stat does not match the frames:\n%s", out);
+	printf("control: stat: pages_shared %lld pages_sharing %lld "
+	       "general_profit %lld\n", val(out, "pages_shared"),
+	       val(out, "pages_sharing"), val(out, "general_profit"));
+	if (ctl("stat --json", out, sizeof(out)) || out[0] != '{' ||
+	    !strstr(out, "\"pages_sharing\": ") || !strstr(out, "}\n"))
+		FAIL("stat --json:\n%s", out);
+	/* Per process, as /proc/PID/ksm_stat. */
+	{
+		char args[64];
+
+		snprintf(args, sizeof(args), "stat --pid %d", (int)a.pid);
+		if (ctl(args, out, sizeof(out)))
+			FAIL("stat --pid failed");
+		if (val(out, "ksm_merging_pages") != (long long)a.n ||
+		    val(out, "ksm_rmap_items") < (long long)a.n ||
+		    val(out, "ksm_mergeable") != 1 ||
+		    val(out, "ksm_merge_any") != 0 ||
+		    val(out, "ksm_process_profit") < 0 ||
+		    val(out, "ksm_zero_pages") != 0 ||
+		    val(out, "pages_to_scan") != 4096)
+			FAIL("stat --pid %d:\n%s", (int)a.pid, out);
+		snprintf(args, sizeof(args), "stat --pid %d --json", (int)a.pid);
+		if (ctl(args, out, sizeof(out)) ||
+		    !strstr(out, "\"ksm_merging_pages\": "))
+			FAIL("stat --pid --json:\n%s", out);
+		if (ctl("stat --pid 1", out, sizeof(out)) != 1)
+			FAIL("stat --pid of a process not under samepage");
+		if (ctl("stat --pid x", out, sizeof(out)) != 2 ||
+		    ctl("stat --bogus", out, sizeof(out)) != 2)
+			FAIL("bad stat arguments accepted");
+	}
+	/* Bad names and values: an error, nothing changed. */
+	knobs_of(before, sizeof(before));
+	set_bad("nosuch", "1", 2);
+	set_bad("pages_to_scan", "x", 2);
+	set_bad("pages_to_scan", "-1", 2);
+	set_bad("pages_to_scan", "12abc", 2);
+	set_bad("run", "3", 2);
+	set_bad("advisor_mode", "fast", 2);
+	set_bad("advisor_max_cpu", "101", 2);
+	set_bad("max_page_sharing", "1", 2);
+	/* KSM refuses a new max_page_sharing while stable pages exist. */
+	set_bad("max_page_sharing", "5", 1);
+	/* min above max */
+	set_bad("advisor_min_pages_to_scan", "40000", 1);
+	knobs_of(after, sizeof(after));
+	if (strcmp(before, after))
+		FAIL("a refused set changed knobs:\n%s\n%s", before, after);
+	/* A knob reaches every process of the domain. */
+	set_ok("pages_to_scan", "333");
+	if (stat_of(0, "pages_to_scan") != 333)
+		FAIL("stat does not show pages_to_scan 333");
+	if ((v = wait_stat(a.pid, "pages_to_scan", 333, 333, 30)) != 333 ||
+	    (v = wait_stat(b.pid, "pages_to_scan", 333, 333, 30)) != 333)
+		FAIL("pages_to_scan 333 did not reach the processes (%lld)", v);
+	/* The advisor: the rate it picks stays within its bounds, from
+	 * either side. */
+	set_ok("advisor_min_pages_to_scan", "50");
+	set_ok("advisor_max_pages_to_scan", "200");
+	set_ok("advisor_target_scan_time", "1");
+	set_ok("advisor_mode", "scan-time");
+	v = wait_stat(a.pid, "pages_to_scan", 50, 200, 30);
+	if (v < 50 || v > 200)
+		FAIL("advisor: pages_to_scan %lld, not within 50..200", v);
+	printf("control: advisor, bounds 50..200: pages_to_scan %lld\n", v);
+	set_ok("advisor_max_pages_to_scan", "30000");
+	set_ok("advisor_min_pages_to_scan", "5000");
+	v = wait_stat(a.pid, "pages_to_scan", 5000, 30000, 30);
+	if (v < 5000 || v > 30000)
+		FAIL("advisor: pages_to_scan %lld, not within 5000..30000", v);
+	printf("control: advisor, bounds 5000..30000: pages_to_scan %lld\n", v);
+	set_ok("advisor_mode", "none");
+	/* run 2: every process unmerges; memory intact. */
+	set_ok("run", "2");
+	for (double t0 = now(); now() - t0 < 60; nap()) {
+		s = same_frames(&a, a.addr, &b, b.addr, a.n);
+		if (!s && stat_of(a.pid, "ksm_merging_pages") == 0 &&
+		    stat_of(b.pid, "ksm_merging_pages") == 0)
+			break;
+	}
+	if (s)
+		FAIL("run 2: %zu pages still shared", s);
+	if ((v = wait_stat(0, "pages_sharing", 0, 0, 30)) != 0)
+		FAIL("run 2: pages_sharing %lld", v);
+	/* Nothing maps the store any more: reclaim empties it. */
+	if ((v = wait_stat(0, "shared_store_pages", 0, 0, 30)) != 0)
+		FAIL("run 2: %lld store pages left", v);
+	{
+		char ans[64];
+
+		say(&a, "check", ans, sizeof(ans));
+		if (strncmp(ans, "ok", 2))
+			FAIL("run 2: memory not intact");
+	}
+	printf("control: run 2 unmerged everything, store emptied\n");
+	/* run 1: merging resumes. */
+	set_ok("run", "1");
+	s = wait_shared(&a, a.addr, &b, b.addr, a.n, a.n, 60);
+	if (s != a.n)
+		FAIL("run 1: only %zu of %zu pages shared again", s, a.n);
+	printf("control: run 1 merged %zu pages again\n", s);
+	finish(&a);
+	finish(&b);
+	return 0;
+}
+
+/* Reclaim: stable pages live while any mapping can reach them (a forked
+ * child that inherited them, after the parent exited; a process after
+ * its partner was killed) and are freed once none can.  A page freed too
+ * early would be reused for new content under the mappings still
+ * holding it: the survivors' bytes are checked after new content has
+ * gone into the store. */
+static int scenario_reclaim(void)
+{
+	struct kid a, b, c;
+	char ans[64];
+	uintptr_t sa, sc;
+	pid_t old;
+	long long v;
+	size_t s;
+
+	start_daemon();
+	spawn(&a, 16, 0);
+	spawn(&b, 16, 0);
+	s = wait_shared(&a, a.addr, &b, b.addr, a.n, a.n, 60);
+	if (s != a.n)
+		FAIL("only %zu of %zu pages shared", s, a.n);
+	/* a forks and exits: its child holds the pages now. */
+	old = a.pid;
+	say(&a, "fork", ans, sizeof(ans));
+	a.pid = (pid_t)atoi(ans);
+	waitpid(old, NULL, 0);
+	/* b dies without a word. */
+	kill(b.pid, SIGKILL);
+	waitpid(b.pid, NULL, 0);
+	fclose(b.in);
+	fclose(b.out);
+	/* New content goes into the store (reusing any slot freed). */
+	spawn(&c, 16, 0);
+	say(&a, "second", ans, sizeof(ans));
+	sa = strtoull(ans, NULL, 16);
+	say(&c, "second", ans, sizeof(ans));
+	sc = strtoull(ans, NULL, 16);
+	s = wait_shared(&a, sa, &c, sc, a.n, a.n, 60);
+	if (s != a.n)
+		FAIL("new content: only %zu of %zu pages shared", s, a.n);
+	/* The first data set: a's child and c on one frame again. */
+	s = wait_shared(&a, a.addr, &c, c.addr, a.n, a.n, 60);
+	printf("reclaim: after fork+exit and a kill, %zu + %zu pages shared "
+	       "by the survivors\n", a.n, s);
+	if (s != a.n)
+		FAIL("first set: only %zu of %zu pages shared", s, a.n);
+	finish(&a);	/* both sets checked */
+	finish(&c);
+	/* Everyone gone: the store empties. */
+	v = wait_stat(0, "shared_store_pages", 0, 0, 30);
+	if (v != 0)
+		FAIL("%lld store pages left after every process exited", v);
+	printf("reclaim: store empty after the last process exited\n");
+	return 0;
+}
+
+/* Trust domains: a system daemon keeps uids apart unless --domain joins
+ * them.  Two programs with the same data, one as root and one as
+ * nobody: they share frames only with the uids in one domain; apart,
+ * neither can even see the other in `samepage stat`. */
+static int scenario_domain(void)
+{
+	static char out[8192];
+	struct kid a, b;
+	size_t s;
+	long long fa = -1, fb = -1;
+	char args[64];
+
+	if (access("/usr/bin/setpriv", X_OK)) {
+		printf("SKIP: no setpriv to run a program as another uid\n");
+		return 77;
+	}
+	/* nobody must reach the socket and run this binary */
+	chmod(dir, 0755);
+	for (int joined = 1; joined >= 0; joined--) {
+		pid_t d = fork();
+
+		if (!d) {
+			int fd = open("/dev/null", O_WRONLY);
+
+			dup2(fd, 1);
+			if (joined)
+				execl(samepaged_bin, "samepaged", "--system",
+				      "--socket", sockpath, "--domain",
+				      "0,65534", (char *)NULL);
+			else
+				execl(samepaged_bin, "samepaged", "--system",
+				      "--socket", sockpath, (char *)NULL);
+			_exit(127);
+		}
+		daemons[ndaemons++] = d;
+		for (double t0 = now(); access(sockpath, F_OK); nap())
+			if (now() - t0 > 10)
+				FAIL("system daemon did not start");
+		kid_uid = 0;
+		spawn(&a, 16, 0);
+		kid_uid = 65534;
+		spawn(&b, 16, 0);
+		kid_uid = 0;
+		snprintf(args, sizeof(args), "stat --pid %d", (int)b.pid);
+		if (joined) {
+			s = wait_shared(&a, a.addr, &b, b.addr, a.n, a.n, 60);
+			printf("domain: uids 0,65534 joined: %zu of %zu pages "
+			       "shared\n", s, a.n);
+			if (s != a.n)
+				FAIL("one domain, yet only %zu shared", s);
+			if (ctl(args, out, sizeof(out)))
+				FAIL("root cannot see %d of its domain",
+				     (int)b.pid);
+		} else {
+			/* Let both finish passes enough to have met if they
+			 * could: four full scans each. */
+			fa = wait_stat(a.pid, "full_scans", 4, 1ll << 60, 60);
+			for (double t0 = now(); now() - t0 < 60; nap()) {
+				fb = -1;
+				snprintf(args, sizeof(args),
+					 "stat --pid %d", (int)b.pid);
+				if (!ctl_as(65534, args, out, sizeof(out)))
+					fb = val(out, "full_scans");
+				if (fb >= 4)
+					break;
+			}
+			s = same_frames(&a, a.addr, &b, b.addr, a.n);
+			printf("domain: uids apart: %zu pages shared after "
+			       "%lld and %lld full scans\n", s, fa, fb);
+			if (fa < 4 || fb < 4)
+				FAIL("processes did not scan");
+			if (s)
+				FAIL("%zu pages shared across domains", s);
+			if (ctl(args, out, sizeof(out)) != 1)
+				FAIL("root sees nobody's process %d", (int)b.pid);
+		}
+		finish(&a);
+		finish(&b);
+		kill(d, SIGTERM);
+		waitpid(d, NULL, 0);
+		ndaemons--;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	int r;
@@ -521,7 +965,8 @@ int main(int argc, char **argv)
 		return child(argc, argv);
 	if (argc != 4) {
 		fprintf(stderr, "usage: test_cross SAMEPAGE SAMEPAGED "
-				"share|kill|writers|malformed\n");
+				"share|kill|writers|malformed|control|"
+				"reclaim|domain\n");
 		return 2;
 	}
 	samepage_bin = argv[1];
@@ -546,6 +991,8 @@ int main(int argc, char **argv)
 	snprintf(sockpath, sizeof(sockpath), "%s/d.sock", dir);
 	setenv("SAMEPAGE_SOCKET", sockpath, 1);
 	atexit(kill_daemons);
+	/* A kid that forks and exits leaves its child to us (reclaim). */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	signal(SIGPIPE, SIG_IGN);
 	if (!strcmp(argv[3], "share"))
 		r = scenario_share();
@@ -555,7 +1002,25 @@ int main(int argc, char **argv)
 		r = scenario_writers();
 	else if (!strcmp(argv[3], "malformed"))
 		r = scenario_malformed();
+	else if (!strcmp(argv[3], "control"))
+		r = scenario_control();
+	else if (!strcmp(argv[3], "reclaim"))
+		r = scenario_reclaim();
+	else if (!strcmp(argv[3], "domain"))
+		r = scenario_domain();
 	else
 		r = 2;
+	/* A daemon that died on its own (a sanitizer's abort, a crash)
+	 * fails the scenario even where the scenario did not notice. */
+	for (unsigned i = 0; i < ndaemons && !r; i++) {
+		int st;
+
+		if (waitpid(daemons[i], &st, WNOHANG) == daemons[i] &&
+		    !(WIFEXITED(st) && !WEXITSTATUS(st))) {
+			fprintf(stderr, "FAIL: samepaged %d ended with %#x\n",
+				(int)daemons[i], st);
+			r = 1;
+		}
+	}
 	return r;
 }
