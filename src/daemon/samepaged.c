@@ -37,6 +37,7 @@
 
 #include "proto.h"
 #include "store.h"
+#include "util/u32map.h"
 
 #define MAX_CLIENTS 4096
 #define MAX_DOMAINS 256
@@ -50,12 +51,6 @@ struct domain {
 	struct spp_knobs knobs;
 };
 
-/* A set of page ids (open addressing; gid + 1 stored, 0 is empty). */
-struct refset {
-	uint32_t *v;
-	uint32_t cap, n;		/* cap: power of two or 0 */
-};
-
 struct client {
 	int fd;
 	uid_t uid;
@@ -63,7 +58,8 @@ struct client {
 	uint32_t id;
 	int agent;			/* said HELLO */
 	struct domain *dom;
-	struct refset refs;		/* pages it holds a reference on */
+	struct sp_u32map refs;		/* pages it holds a reference on
+					 * (count 1 each) */
 	struct spp_report rep;
 	int has_rep;
 };
@@ -85,73 +81,9 @@ static struct {
 	volatile sig_atomic_t quit;
 } d;
 
-/* ---- reference sets ---------------------------------------------------- */
-
-static int rs_find(const struct refset *s, uint32_t g, uint32_t *at)
-{
-	uint32_t i;
-
-	if (!s->cap)
-		return 0;
-	for (i = (g * 2654435761u) & (s->cap - 1); s->v[i];
-	     i = (i + 1) & (s->cap - 1))
-		if (s->v[i] == g + 1) {
-			*at = i;
-			return 1;
-		}
-	*at = i;
-	return 0;
-}
-
-/* Return: 1 added, 0 already there, -ENOMEM. */
-static int rs_add(struct refset *s, uint32_t g)
-{
-	uint32_t at;
-
-	if (rs_find(s, g, &at))
-		return 0;
-	if ((s->n + 1) * 2 > s->cap) {
-		struct refset n = { calloc(s->cap ? s->cap * 2 : 64, 4),
-				    s->cap ? s->cap * 2 : 64, 0 };
-
-		if (!n.v)
-			return -ENOMEM;
-		for (uint32_t i = 0; i < s->cap; i++)
-			if (s->v[i]) {
-				rs_find(&n, s->v[i] - 1, &at);
-				n.v[at] = s->v[i];
-				n.n++;
-			}
-		free(s->v);
-		*s = n;
-		rs_find(s, g, &at);
-	}
-	s->v[at] = g + 1;
-	s->n++;
-	return 1;
-}
-
-static int rs_del(struct refset *s, uint32_t g)
-{
-	uint32_t i, j;
-
-	if (!rs_find(s, g, &i))
-		return 0;
-	/* Backward-shift deletion keeps every probe chain whole. */
-	s->v[i] = 0;
-	for (j = (i + 1) & (s->cap - 1); s->v[j]; j = (j + 1) & (s->cap - 1)) {
-		uint32_t home = ((s->v[j] - 1) * 2654435761u) & (s->cap - 1);
-
-		if ((j > i && (home <= i || home > j)) ||
-		    (j < i && home <= i && home > j)) {
-			s->v[i] = s->v[j];
-			s->v[j] = 0;
-			i = j;
-		}
-	}
-	s->n--;
-	return 1;
-}
+/* The daemon's own bookkeeping, counted (meta_bytes). */
+static uint64_t refs_bytes;
+static const struct sp_mem refs_mem = { &sp_libc_allocator, &refs_bytes };
 
 /* ---- domains ------------------------------------------------------------ */
 
@@ -188,9 +120,10 @@ static void client_drop(unsigned i)
 
 	if (c->dom && c->dom->st)
 		for (uint32_t k = 0; k < c->refs.cap; k++)
-			if (c->refs.v[k])
-				store_unref(c->dom->st, c->refs.v[k] - 1);
-	free(c->refs.v);
+			if (c->refs.key[k])
+				store_unref(c->dom->st,
+					    sp_u32map_key(&c->refs, k));
+	sp_u32map_free(&c->refs, &refs_mem);
 	close(c->fd);
 	free(c);
 	d.cl[i] = d.cl[--d.ncl];
@@ -243,15 +176,16 @@ static int reply_err(struct client *c, int err)
 /* Take a reference for @c on @g (once per client).  Return: 0 or -errno. */
 static int take(struct client *c, uint32_t g)
 {
-	int r;
+	int64_t r;
 
+	if (sp_u32map_get(&c->refs, g))
+		return 0;
 	if (c->refs.n >= CLIENT_QUOTA)
 		return -EDQUOT;
-	r = rs_add(&c->refs, g);
+	r = sp_u32map_inc(&c->refs, &refs_mem, g);
 	if (r < 0)
-		return r;
-	if (r)
-		store_ref(c->dom->st, g);
+		return (int)r;
+	store_ref(c->dom->st, g);
 	return 0;
 }
 
@@ -307,7 +241,7 @@ static void do_unref(struct client *c, const struct spp_ref *r, uint32_t n)
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t g;
 
-		if (valid_ref(&r[i], &g) && rs_del(&c->refs, g))
+		if (valid_ref(&r[i], &g) && sp_u32map_dec(&c->refs, g) == 0)
 			store_unref(c->dom->st, g);
 	}
 }
@@ -360,7 +294,8 @@ static void domain_stat(struct domain *dm, struct spp_report *out)
 	out->v[SPS_GENERAL_PROFIT] += (global - (int64_t)ss.referenced) * 4096 -
 				      (int64_t)ss.meta_bytes;
 	out->v[SPS_SHARED_GLOBAL] = (int64_t)ss.live;
-	out->v[SPS_META_BYTES] += (int64_t)ss.meta_bytes;
+	/* with the per-process reference sets of every domain */
+	out->v[SPS_META_BYTES] += (int64_t)(ss.meta_bytes + refs_bytes);
 	{
 		struct timespec ts;
 

@@ -34,6 +34,7 @@
 #include "../util/ralloc.h"
 #include "../util/rbtree.h"
 #include "../proto.h"
+#include "../util/u32map.h"
 
 #define LX_PS SP_PAGE_SIZE
 #define LX_HOLD_MAX 256			/* pages per hold (a window) */
@@ -67,8 +68,8 @@ struct lx_seg {
  * The connection to samepaged (lx_client.c), used only by the thread
  * that holds the engine lock.  Stable pages named by the daemon live in
  * its segments, entered in seg[] with global = 1; the daemon counts one
- * reference per page per process, we count the engine's uses (@key ->
- * @val) and give the daemon's back when ours drop to zero.
+ * reference per page per process, we count the engine's uses (@uses)
+ * and give the daemon's back when ours drop to zero.
  */
 struct lx_client {
 	char path[108];		/* daemon socket; "" when not wanted */
@@ -76,8 +77,7 @@ struct lx_client {
 	uint64_t epoch;		/* the daemon run of the last connection */
 	uint64_t retry_ms;	/* no reconnect before (monotonic ms) */
 	int16_t gmap[256];	/* daemon segment -> seg[] index, -1 */
-	uint32_t *key, *val;	/* open addressing: page + 1 -> uses */
-	uint32_t cap, n;
+	struct sp_u32map uses;	/* global stable page -> engine's uses */
 	struct spp_ref *unref;	/* references to give back */
 	uint32_t nunref;
 	uint8_t *buf;		/* SPP_MAX_MSG: messages in and out */

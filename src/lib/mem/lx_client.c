@@ -53,94 +53,6 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* ---- use counts: page -> uses ------------------------------------------ */
-
-static uint32_t slot_of(const struct lx_client *c, uint32_t page, int *found)
-{
-	uint32_t i = (page * 2654435761u) & (c->cap - 1);
-
-	while (c->key[i] && c->key[i] != page + 1)
-		i = (i + 1) & (c->cap - 1);
-	*found = c->key[i] != 0;
-	return i;
-}
-
-static int cnt_grow(struct sp_linux *lx)
-{
-	struct lx_client *c = &lx->cl;
-	uint32_t ncap = c->cap ? c->cap * 2 : 1024, *ok = c->key, *ov = c->val;
-	uint32_t ocap = c->cap;
-	uint32_t *k = sp_mem_alloc(&lx->mem, (size_t)ncap * 4);
-	uint32_t *v = sp_mem_alloc(&lx->mem, (size_t)ncap * 4);
-	int found;
-
-	if (!k || !v) {
-		sp_mem_free(&lx->mem, k, (size_t)ncap * 4);
-		sp_mem_free(&lx->mem, v, (size_t)ncap * 4);
-		return -ENOMEM;
-	}
-	c->key = k;
-	c->val = v;
-	c->cap = ncap;
-	for (uint32_t i = 0; i < ocap; i++)
-		if (ok[i]) {
-			uint32_t j = slot_of(c, ok[i] - 1, &found);
-
-			k[j] = ok[i];
-			v[j] = ov[i];
-		}
-	sp_mem_free(&lx->mem, ok, (size_t)ocap * 4);
-	sp_mem_free(&lx->mem, ov, (size_t)ocap * 4);
-	return 0;
-}
-
-static int cnt_inc(struct sp_linux *lx, uint32_t page)
-{
-	struct lx_client *c = &lx->cl;
-	uint32_t i;
-	int found;
-
-	if ((c->n + 1) * 2 > c->cap && cnt_grow(lx))
-		return -ENOMEM;
-	i = slot_of(c, page, &found);
-	if (!found) {
-		c->key[i] = page + 1;
-		c->val[i] = 0;
-		c->n++;
-	}
-	c->val[i]++;
-	return 0;
-}
-
-/* Return: the uses left, or -1 if the page was not counted. */
-static int64_t cnt_dec(struct lx_client *c, uint32_t page)
-{
-	uint32_t i, j;
-	int found;
-
-	if (!c->cap)
-		return -1;
-	i = slot_of(c, page, &found);
-	if (!found)
-		return -1;
-	if (--c->val[i])
-		return c->val[i];
-	c->key[i] = 0;
-	c->n--;
-	for (j = (i + 1) & (c->cap - 1); c->key[j]; j = (j + 1) & (c->cap - 1)) {
-		uint32_t home = ((c->key[j] - 1) * 2654435761u) & (c->cap - 1);
-
-		if ((j > i && (home <= i || home > j)) ||
-		    (j < i && home <= i && home > j)) {
-			c->key[i] = c->key[j];
-			c->val[i] = c->val[j];
-			c->key[j] = 0;
-			i = j;
-		}
-	}
-	return 0;
-}
-
 /* ---- the connection ----------------------------------------------------- */
 
 /* The daemon run we counted references with is gone to us: its
@@ -155,9 +67,7 @@ static void forget_run(struct sp_linux *lx)
 			lx->seg[k].global = 2;
 	for (unsigned k = 0; k < 256; k++)
 		c->gmap[k] = -1;
-	if (c->cap)
-		memset(c->key, 0, (size_t)c->cap * 4);
-	c->n = 0;
+	sp_u32map_clear(&c->uses);
 }
 
 static void cl_down(struct sp_linux *lx)
@@ -198,15 +108,16 @@ static void claim_all(struct sp_linux *lx)
 	struct spp_ref *r = (struct spp_ref *)(void *)(c->buf + SPP_MAX_MSG);
 	uint32_t m = 0;
 
-	for (uint32_t i = 0; i <= c->cap && c->sock >= 0; i++) {
-		if (i < c->cap && c->key[i]) {
-			struct lx_seg *seg = lx_seg_of(lx, c->key[i] - 1);
+	for (uint32_t i = 0; i <= c->uses.cap && c->sock >= 0; i++) {
+		if (i < c->uses.cap && c->uses.key[i]) {
+			uint32_t page = sp_u32map_key(&c->uses, i);
+			struct lx_seg *seg = lx_seg_of(lx, page);
 
 			if (seg && seg->global == 1)
 				r[m++] = (struct spp_ref){ seg->gseg,
-							   c->key[i] - 1 - seg->base };
+							   page - seg->base };
 		}
-		if (m && (m == SPP_MAX_ITEMS || i == c->cap)) {
+		if (m && (m == SPP_MAX_ITEMS || i == c->uses.cap)) {
 			if (spp_call(c->sock, SPP_CLAIM, m, r, m * sizeof(*r),
 				     SPP_CLAIM_R, c->buf, NULL) < 0)
 				cl_down(lx);
@@ -335,7 +246,7 @@ static sp_spage_t adopt(struct sp_linux *lx, const struct spp_ref *r)
 			lx->cl.unref[lx->cl.nunref++] = *r;
 		return SP_SPAGE_NONE;
 	}
-	if (cnt_inc(lx, lx->seg[k].base + r->slot)) {
+	if (sp_u32map_inc(&lx->cl.uses, &lx->mem, lx->seg[k].base + r->slot) < 0) {
 		if (lx->cl.nunref < SPP_MAX_ITEMS)
 			lx->cl.unref[lx->cl.nunref++] = *r;
 		return SP_SPAGE_NONE;
@@ -418,7 +329,7 @@ void lx_client_release(struct sp_linux *lx, struct lx_seg *seg, uint32_t page)
 {
 	struct lx_client *c = &lx->cl;
 
-	if (seg->global != 1 || cnt_dec(c, page) != 0)
+	if (seg->global != 1 || sp_u32map_dec(&c->uses, page) != 0)
 		return;		/* a lost daemon's page, or still used */
 	if (c->sock < 0)
 		return;
@@ -458,7 +369,7 @@ void lx_client_fork_child(struct sp_linux *lx)
 
 uint64_t lx_client_pages(const struct sp_linux *lx)
 {
-	return lx->cl.n;
+	return lx->cl.uses.n;
 }
 
 int lx_client_init(struct sp_linux *lx)
@@ -490,9 +401,7 @@ void lx_client_free(struct sp_linux *lx)
 	if (c->buf)
 		lx_unmap(c->buf, 2 * (size_t)SPP_MAX_MSG);
 	sp_mem_free(&lx->mem, c->unref, SPP_MAX_ITEMS * sizeof(*c->unref));
-	sp_mem_free(&lx->mem, c->key, (size_t)c->cap * 4);
-	sp_mem_free(&lx->mem, c->val, (size_t)c->cap * 4);
+	sp_u32map_free(&c->uses, &lx->mem);
 	c->buf = NULL;
 	c->unref = NULL;
-	c->key = c->val = NULL;
 }
