@@ -632,8 +632,10 @@ SP_API int sp_agent_merge_now(struct sp_agent *a, unsigned timeout_ms);
 
 /*
  * sp_agent_set_run - KSM's run: 0 stop (merged pages stay), 1 scan, 2
- * unmerge everything and stop (ranges stay registered).  Return: 0,
- * -EINVAL, or unmerge's error (run is then 0, as in the kernel).
+ * unmerge everything and stop (ranges stay registered).  With 0 or 2 it
+ * returns once no scan batch is in flight: nothing is merged after that
+ * until run 1 or sp_agent_merge_now.  May block for one batch.  Return:
+ * 0, -EINVAL, or unmerge's error (run is then 0, as in the kernel).
  */
 SP_API int sp_agent_set_run(struct sp_agent *a, int run);
 SP_API int sp_agent_get_run(struct sp_agent *a);

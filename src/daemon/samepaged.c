@@ -118,6 +118,8 @@ static void client_drop(unsigned i)
 {
 	struct client *c = d.cl[i];
 
+	if (c->dom && c->dom->st && c->agent)
+		store_forget_client(c->dom->st, c->id);
 	if (c->dom && c->dom->st)
 		for (uint32_t k = 0; k < c->refs.cap; k++)
 			if (c->refs.key[k])

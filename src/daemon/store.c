@@ -402,6 +402,15 @@ int store_nominate(struct store *st, uint64_t hash, uint32_t client)
 	return 0;
 }
 
+void store_forget_client(struct store *st, uint32_t client)
+{
+	uint32_t me = client % 255 + 1;
+
+	for (uint32_t i = 0; i < st->nnom; i++)
+		if ((st->nom[i] & 0xff) == me)
+			st->nom[i] = 0;
+}
+
 /* ---- reclaim ------------------------------------------------------------ */
 
 static int cmp_u32(const void *a, const void *b)

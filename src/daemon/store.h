@@ -70,6 +70,14 @@ void store_unref(struct store *st, uint32_t gid);
 int store_nominate(struct store *st, uint64_t hash, uint32_t client);
 
 /*
+ * store_forget_client - @client is gone: drop its nominations, so that
+ * nobody is told to upload for a partner that will never look (the
+ * uploader would map a store page alone).  Entries of clients sharing
+ * its 8-bit tag go too (the table is lossy).  O(table size).
+ */
+void store_forget_client(struct store *st, uint32_t client);
+
+/*
  * store_reclaim - free the unreferenced pages no mapping can reach: for
  * every process of @uids, every private VMA mapping a segment at such a
  * page's offset must hold a private copy there (pagemap); shared ones

@@ -770,6 +770,13 @@ int sp_agent_set_run(struct sp_agent *a, int run)
 	a->run = run;
 	pthread_cond_broadcast(&a->wake);
 	pthread_mutex_unlock(&a->lock);
+	/* Stopped: wait out a scan batch in flight (it holds mem_lock; the
+	 * next one sees run 0 once it has mem_lock and does nothing), so
+	 * that no page changes mapping after we return. */
+	if (!run && !in_agent) {
+		mem_enter(a);
+		mem_leave(a);
+	}
 	return err;
 }
 

@@ -182,6 +182,11 @@ static void test_nominate(void **state)
 	assert_int_equal(store_nominate(st, h, 2), 1);	/* a partner */
 	assert_int_equal(store_nominate(st, h, 3), 0);	/* consumed */
 	assert_int_equal(store_nominate(st, h, 4), 1);
+	/* A client that left: its nominations pair with nobody. */
+	assert_int_equal(store_nominate(st, h, 5), 0);
+	store_forget_client(st, 5);
+	assert_int_equal(store_nominate(st, h, 6), 0);
+	assert_int_equal(store_nominate(st, h, 7), 1);
 	/* Four hashes in one set, a fifth evicts one of them but the
 	 * others still pair. */
 	for (uint64_t k = 0; k < 4; k++)
