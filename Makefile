@@ -49,6 +49,14 @@ test-asan: $(BUILD_ASAN)/build.ninja
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	$(MESON) test -C $(BUILD_ASAN) --print-errorlogs --no-suite slow \
 		--no-suite run
+	@# samepaged itself under ASan+UBSan, serving programs of the plain
+	@# build (test-plain built them): garbage, control, reclaim, a kill.
+	for sc in malformed control reclaim kill; do \
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		./$(BUILD)/tests/test_cross ./$(BUILD)/samepage \
+			./$(BUILD_ASAN)/samepaged $$sc || exit 1; \
+	done
 
 test-tsan: $(BUILD_TSAN)/build.ninja
 	$(NINJA) -C $(BUILD_TSAN)
@@ -58,9 +66,12 @@ test-tsan: $(BUILD_TSAN)/build.ninja
 run: deps all
 	./$(BUILD)/samepage demo
 
+# ksm_compare: samepage side by side with kernel KSM (root for the KSM
+# half; ~5 minutes); the plot goes to $(BUILD)/bench/merge_over_time.svg.
 bench: deps all
 	./$(BUILD)/bench/engine_bench
 	./$(BUILD)/bench/linux_bench
+	./$(BUILD)/bench/ksm_compare --svg $(BUILD)/bench/merge_over_time.svg
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN)
