@@ -223,7 +223,7 @@ static void die(const char *fmt, ...)
 	exit(1);	/* atexit: cleanup() */
 }
 
-/* ---- clocks and KSM's knobs -------------------------------------------- */
+/* ---- clocks and KSM's knobs --------------------------------------------- */
 
 static void nap(double s)
 {
@@ -255,7 +255,7 @@ static void ksm_set(const char *name, const char *val)
 	close(fd);
 }
 
-/* ---- workloads ------------------------------------------------------------ */
+/* ---- workloads ---------------------------------------------------------- */
 
 struct wl {
 	char letter;
@@ -363,7 +363,7 @@ static int wl_args(const struct wl *w, unsigned p, char **argv, char *store,
 	return n;
 }
 
-/* ---- one process of a workload -------------------------------------------- */
+/* ---- one process of a workload ------------------------------------------ */
 
 struct kid {
 	pid_t pid;
@@ -541,7 +541,7 @@ static void merged_state(struct kid *k, const uint8_t *must, uint64_t *all,
 	}
 }
 
-/* ---- the mergers' counters ------------------------------------------------- */
+/* ---- the mergers' counters ---------------------------------------------- */
 
 struct ctr {
 	double t;
@@ -723,7 +723,7 @@ static void stop_daemon(pid_t pid)
 	unlink(sockpath);
 }
 
-/* ---- one measurement --------------------------------------------------- */
+/* ---- one measurement ---------------------------------------------------- */
 
 struct result {
 	int done;
@@ -882,6 +882,13 @@ static void run_start(struct run *x, unsigned mps)
 	if (!IS_SP(x->mode)) {
 		ksm_ctr(&x->c0, x->k, 0);
 		x->r->foreign = ksm_foreign(x->k, x->nk, x->who, sizeof(x->who));
+		/* pages of processes gone but not yet dropped by ksmd count
+		 * in the global counters as well */
+		if (!x->r->foreign && (x->c0.shared || x->c0.sharing ||
+				       x->c0.profit)) {
+			x->r->foreign = 1;
+			snprintf(x->who, sizeof(x->who), "exited processes");
+		}
 	}
 	x->cpu0 = merger_cpu(x);
 	x->wl0 = workloads_cpu(x);
@@ -1177,7 +1184,7 @@ static void run_one(struct wl *w, int mode, struct result *r,
 	run_say(&x, t_run);
 }
 
-/* ---- the floor ------------------------------------------------------------ */
+/* ---- the floor ---------------------------------------------------------- */
 
 /* XXH3 (as the engine uses it) over @pages pages of process 0 of @w,
  * from one thread: pages per second, best of three. */
@@ -1212,7 +1219,7 @@ static double floor_rate(const struct wl *w)
 	return best;
 }
 
-/* ---- output --------------------------------------------------------------- */
+/* ---- output ------------------------------------------------------------- */
 
 static void fmt_rate(char *b, size_t n, double v)
 {
@@ -1252,7 +1259,8 @@ static void print_row(const struct wl *w, int m, const struct result *r)
 	       r->cpu, r->cpu_fallback ? "*" : r->foreign ? "!" : " ", sc, rs,
 	       rc, sk,
 	       r->pss_saved_kb / 1024, (double)w->exp_saved * PS / 1048576,
-	       r->meta_per_page, r->foreign ? "!" : " ", r->vmas_added, r->verified ? "ok" : "BAD",
+	       r->meta_per_page, r->foreign ? "!" : " ", r->vmas_added,
+	       r->verified ? "ok" : "BAD",
 	       r->others);
 }
 
@@ -1286,7 +1294,7 @@ static void print_ratios(const struct wl *w, const struct result *res)
 	}
 }
 
-/* ---- the plot ------------------------------------------------------------ */
+/* ---- the plot ----------------------------------------------------------- */
 
 static void write_plot(const struct wl *w, struct series *curves)
 {
