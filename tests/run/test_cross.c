@@ -557,6 +557,20 @@ static int scenario_malformed(void)
 	return 0;
 }
 
+/* A daemon and two kids of 16 MiB with the same data, every page of
+ * which ends on one frame (else the scenario fails). */
+static void merged_pair(struct kid *a, struct kid *b)
+{
+	size_t s;
+
+	start_daemon();
+	spawn(a, 16, 0);
+	spawn(b, 16, 0);
+	s = wait_shared(a, a->addr, b, b->addr, a->n, a->n, 60);
+	if (s != a->n)
+		FAIL("only %zu of %zu pages shared", s, a->n);
+}
+
 /* ---- samepage stat / set ------------------------------------------------ */
 
 /* Run `samepage ARGS` (as @uid if nonzero); its stdout into @out.
@@ -687,14 +701,9 @@ static int scenario_control(void)
 	static char out[8192], before[2048], after[2048];
 	struct kid a, b;
 	long long v;
-	size_t s;
+	size_t s = 0;
 
-	start_daemon();
-	spawn(&a, 16, 0);
-	spawn(&b, 16, 0);
-	s = wait_shared(&a, a.addr, &b, b.addr, a.n, a.n, 60);
-	if (s != a.n)
-		FAIL("only %zu of %zu pages shared", s, a.n);
+	merged_pair(&a, &b);
 	/* One stable page shared by two processes: KSM counts it once in
 	 * pages_shared and once in pages_sharing. */
 	v = wait_stat(0, "pages_sharing", (long long)a.n, (long long)a.n, 30);
@@ -831,12 +840,7 @@ static int scenario_reclaim(void)
 	long long v;
 	size_t s;
 
-	start_daemon();
-	spawn(&a, 16, 0);
-	spawn(&b, 16, 0);
-	s = wait_shared(&a, a.addr, &b, b.addr, a.n, a.n, 60);
-	if (s != a.n)
-		FAIL("only %zu of %zu pages shared", s, a.n);
+	merged_pair(&a, &b);
 	/* a forks and exits: its child holds the pages now. */
 	old = a.pid;
 	say(&a, "fork", ans, sizeof(ans));
