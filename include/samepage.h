@@ -658,6 +658,21 @@ SP_API int sp_agent_protect(struct sp_agent *a, void *addr, size_t len,
 			    int prot);
 
 /*
+ * sp_agent_vma_call - run @fn(@arg), a call that changes VMA flags of the
+ * program's memory (madvise MADV_DONTFORK / DOFORK / DONTDUMP / DODUMP /
+ * WIPEONFORK / KEEPONFORK, mlock and friends), with merging held still,
+ * then re-read the flags, so that merging keeps DONTFORK and DONTDUMP on
+ * the mappings it makes and leaves WIPEONFORK and mlocked memory alone.
+ * With @unmerge_first, merged pages of [addr, addr+len) are unmerged
+ * first (the kernel refuses WIPEONFORK on the store's file mappings).
+ * Return: what @fn returned (0 or -errno), or -errno of the unmerge with
+ * @fn not called.  Blocks for one scan batch, and for the unmerge.
+ */
+SP_API int sp_agent_vma_call(struct sp_agent *a, int unmerge_first,
+			     void *addr, size_t len, int (*fn)(void *arg),
+			     void *arg);
+
+/*
  * sp_agent_map - mmap under the agent: used for MAP_FIXED over registered
  * memory (whatever was there is forgotten, as after munmap) and, with
  * merge-any on, to register new private anonymous mappings at once.

@@ -2,7 +2,7 @@
 # guests.sh - QEMU guests as a KSM client: samepage against kernel KSM.
 #
 #   scripts/qemu/guests.sh [-n GUESTS] [-m GUEST_MIB] [-f FILL_MIB]
-#                          [--modes "ksm samepage samepage-nodc"]
+#                          [--modes "ksm samepage"]
 #                          [--converge-timeout S] [--stable S] [--out DIR]
 #                          [--pages-to-scan N] [--sleep-millisecs N] [--check-s S]
 #
@@ -23,7 +23,8 @@
 #                  output dir, so other users of the uid do not count).
 #   samepage-nodc  the same with scripts/qemu/nodontfork.c preloaded
 #                  after the shim: QEMU's MADV_DONTFORK on guest RAM
-#                  becomes a no-op (a workaround, see that file).
+#                  becomes a no-op (the workaround before samepage kept
+#                  DONTFORK; not run by default).
 # Merging is off while the guests boot (KSM run=0; samepage run --run 0
 # and `samepage set run 0`) and switched on once all are ready, so
 # "before" is the same point for every mode.
@@ -31,6 +32,8 @@
 # Output: DIR (default build/qemu/run) holds each mode's guest serial
 # logs, a time series (MODE/series.tsv) and summary.txt (the table).
 # Needs root (kernel KSM's knobs; samepage needs a usable userfaultfd).
+# Holds /run/lock/samepage-ksm-knobs.lock (flock) throughout, as
+# bench/ksm_compare does, so the two never drive KSM's knobs at once.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -41,7 +44,7 @@ GUESTS=2
 GUEST_MIB=256
 FILL_MIB=128
 CHECK_S=10
-MODES="ksm samepage samepage-nodc"
+MODES="ksm samepage"
 CONVERGE_TIMEOUT=150	# seconds of merging at most
 STABLE_S=20		# converged: no growth above 1% for this long
 BOOT_TIMEOUT=180
@@ -261,6 +264,7 @@ run_mode() {
 	awk -v sz=$((GUEST_MIB * 1024)) '/^[0-9a-f]+-[0-9a-f]+ / { h = $1 } /^Size:/ { s = $2 }
 		/^VmFlags:/ && s == sz { sub(/^VmFlags: */, ""); print "guest RAM VMA " h ": VmFlags " $0 }' \
 		"/proc/${PIDS[0]}/smaps" | tee "$RUN/ram-vmflags.txt" | sed 's/^/   /' >&2
+	ram_range=$(awk 'NR == 1 { sub(/:$/, "", $4); print $4 }' "$RUN/ram-vmflags.txt")
 	sleep 1	# the fill's last page is written; let the guests settle
 	before_all=$(pss_sum); before_g=$(pss_guests)
 	# what any merger could share: identical present pages of guest RAM
@@ -312,6 +316,8 @@ run_mode() {
 	cpu=$(awk -v a="$cpu_conv" -v b="$cpu0" 'BEGIN { printf "%.1f", a - b }')
 	after_all=$(pss_sum); after_g=$(pss_guests)
 	local vmas; vmas=$(vmas_max)
+	# the guest RAM's flags after merging: every VMA of it keeps 'dc'
+	[ -n "${ram_range:-}" ] && ram_flags_after "${PIDS[0]}" "$ram_range" > "$RUN/ram-vmflags-after.txt"
 	# the merger's own net saving, metadata subtracted (KSM: rmap_items x
 	# 64 B of kernel slab, invisible in Pss; samepage: meta_bytes, in Pss)
 	local profit
@@ -357,6 +363,27 @@ run_mode() {
 	echo "   $mode: Pss $((before_all / 1024)) -> $((after_all / 1024)) MiB, pages_sharing $sh, converged at $conv s, $status" >&2
 }
 
+# "VMAS DC DD": how many VMAs lie in guest RAM (START-END, hex) of @pid,
+# and how many of them are DONTFORK / DONTDUMP.
+ram_flags_after() {
+	python3 - "$1" "$2" <<'PY'
+import re, sys
+lo, hi = (int(x, 16) for x in sys.argv[2].split("-"))
+n = dc = dd = 0
+inr = False
+for line in open("/proc/%s/smaps" % sys.argv[1]):
+    m = re.match(r"([0-9a-f]+)-([0-9a-f]+) ", line)
+    if m:
+        inr = int(m.group(1), 16) >= lo and int(m.group(2), 16) <= hi
+    elif line.startswith("VmFlags:") and inr:
+        f = line.split()[1:]
+        n += 1
+        dc += "dc" in f
+        dd += "dd" in f
+print(n, dc, dd)
+PY
+}
+
 cleanup_guests() {
 	local p
 	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -374,6 +401,11 @@ cleanup_guests() {
 }
 
 # ---- main ------------------------------------------------------------------------
+exec 9> /run/lock/samepage-ksm-knobs.lock
+if ! flock -n 9; then
+	echo "guests.sh: waiting for another driver of KSM's knobs (/run/lock/samepage-ksm-knobs.lock)" >&2
+	flock 9
+fi
 KSM_SAVED="$(cat $KSM/pages_to_scan) $(cat $KSM/sleep_millisecs)"
 KSM_RUN0=$(cat $KSM/run)
 others=$(other_ksm_users)
@@ -412,10 +444,11 @@ done
 					printf "ratio %s/ksm: Pss saved %.2f, pages_sharing %.2f\n", m,
 					       saved[m] / saved["ksm"], sh["ksm"] ? sh[m] / sh["ksm"] : 0
 		}' "$SUMMARY.raw"
-	if grep -qs ' dc ' "$OUT/samepage/ram-vmflags.txt"; then
-		echo "samepage: QEMU marks guest RAM MADV_DONTFORK (VmFlags 'dc': $(sed 's/.*VmFlags //' "$OUT/samepage/ram-vmflags.txt"))"
-		echo "  and samepage's Linux backend never merges a VMA with 'dc' (src/lib/mem/lx_scan.c bad_vmflags):"
-		echo "  stock samepage merges nothing of the guests.  samepage-nodc preloads nodontfork.c to drop that madvise."
+	if grep -qs ' dc ' "$OUT/samepage/ram-vmflags.txt" &&
+	   [ -s "$OUT/samepage/ram-vmflags-after.txt" ]; then
+		read -r n dc dd < "$OUT/samepage/ram-vmflags-after.txt"
+		echo "samepage: QEMU marks guest RAM MADV_DONTFORK (VmFlags: $(sed 's/.*VmFlags //' "$OUT/samepage/ram-vmflags.txt"))"
+		echo "  after merging, guest 0's RAM is $n VMAs, $dc of them DONTFORK ('dc'), $dd DONTDUMP ('dd')"
 	fi
 } >> "$SUMMARY"
 rm -f "$SUMMARY.rows" "$SUMMARY.raw"

@@ -76,6 +76,7 @@ struct sp_agent {
 	uint64_t adv[SPK_COUNT];	/* advisor settings from the daemon */
 	uint64_t pass_ns, pass_cpu;	/* when the pass began (advisor) */
 	uint64_t report_ns;		/* last report */
+	uint64_t flags_ns;		/* last VMA flags read after a pass */
 };
 
 /* The agent of this process, for the fork handlers.  agents_lock
@@ -239,7 +240,7 @@ static int job_merge_any(struct sp_agent *a, void *arg)
 
 	if (on && !a->merge_any) {
 		__atomic_store_n(&a->merge_any, 1, __ATOMIC_RELAXED);
-		lx_refresh_badflags(a->lx);
+		lx_refresh_flags(a->lx);
 		register_all_anon(a);
 	} else if (!on && a->merge_any) {
 		err = unregister_all(a);
@@ -296,6 +297,18 @@ static uint64_t clock_ns(clockid_t c)
 
 	clock_gettime(c, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* After a pass, at most once a second: re-read the VMA flags, so that a
+ * change the shim did not see (a raw syscall) counts within a second. */
+static void refresh_flags(struct sp_agent *a)
+{
+	uint64_t now = clock_ns(CLOCK_MONOTONIC);
+
+	if (now - a->flags_ns >= 1000000000u) {
+		lx_refresh_flags(a->lx);
+		a->flags_ns = now;
+	}
 }
 
 /* The counters samepaged sums and `samepage stat --pid` shows. */
@@ -482,6 +495,7 @@ static void *scanner(void *arg)
 		r = sp_scan(a->e, (unsigned)budget);
 		if (r == 0) {
 			lx_maintain(a->lx);
+			refresh_flags(a);
 			if (a->merge_any)
 				register_all_anon(a);
 			advise(a);
@@ -557,9 +571,19 @@ static void fork_parent(void)
 	in_agent--;
 }
 
+/* A DONTFORK range, absent in the child: as if unmapped. */
+static void forget_gone(void *arg, uintptr_t start, uintptr_t end)
+{
+	struct sp_agent *a = arg;
+
+	lx_smap_del(a->lx, start, end);
+	sp_forget(a->e, a->s, start, end - start);
+}
+
 static void fork_child(void)
 {
 	struct sp_agent *a = the_agent;
+	int err;
 
 	pthread_mutex_init(&agents_lock, NULL);
 	lx_alloc_child();
@@ -577,7 +601,9 @@ static void fork_child(void)
 	a->urgent = 0;
 	/* Our own userfaultfd and store; the scanner thread did not come
 	 * with us. */
-	if (lx_fork_child(a->lx, a->why, sizeof(a->why)) == 0)
+	err = lx_fork_child(a->lx, a->why, sizeof(a->why));
+	lx_fork_child_flags(a->lx, forget_gone, a);
+	if (!err)
 		scanner_start(a);
 	else
 		a->run = 0;
@@ -797,7 +823,7 @@ int sp_agent_register(struct sp_agent *a, void *addr, size_t len)
 	int err;
 
 	mem_enter(a);
-	lx_refresh_badflags(a->lx);
+	lx_refresh_flags(a->lx);
 	err = sp_register(a->e, a->s, (uintptr_t)addr, len);
 	mem_leave(a);
 	return err;
@@ -835,6 +861,18 @@ static int check_range(void *addr, size_t len, uintptr_t *end)
 	return 0;
 }
 
+/* Discard the store mapping [p, end) piece by piece, each piece with
+ * the kept VMA flags it lies in. */
+static int discard_pieces(struct sp_agent *a, uintptr_t p, uintptr_t end,
+			  int prot)
+{
+	int err = 0;
+
+	for (uintptr_t x = p; x < end && !err; x += LX_PS)
+		err = lx_map_keep(a->lx, x, LX_PS, prot, -1, 0);
+	return err;
+}
+
 int sp_agent_discard(struct sp_agent *a, void *addr, size_t len)
 {
 	uintptr_t end, p;
@@ -864,11 +902,12 @@ int sp_agent_discard(struct sp_agent *a, void *addr, size_t len)
 		if (ve > end)
 			ve = end;
 		if (ours) {
-			if (mmap((void *)p, ve - p, prot,
-				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
-				 0) == MAP_FAILED)
-				err = -errno;
-			else
+			/* Fresh anonymous memory, with the VMA's DONTFORK
+			 * and DONTDUMP (lx_flags.c). */
+			err = lx_map_keep(a->lx, p, ve - p, prot, -1, 0);
+			if (err == -EINVAL)	/* flags differ: in pieces */
+				err = discard_pieces(a, p, ve, prot);
+			if (!err)
 				lx_smap_del(a->lx, p, ve);
 		} else if (madvise((void *)p, ve - p, MADV_DONTNEED)) {
 			err = -errno;
@@ -893,6 +932,7 @@ int sp_agent_unmap(struct sp_agent *a, void *addr, size_t len)
 		err = -errno;
 	} else {
 		lx_smap_del(a->lx, (uintptr_t)addr, end);
+		lx_flags_forget(a->lx, (uintptr_t)addr, end);
 		sp_forget(a->e, a->s, (uintptr_t)addr, end - (uintptr_t)addr);
 	}
 	mem_leave(a);
@@ -942,8 +982,10 @@ void *sp_agent_remap(struct sp_agent *a, void *old, size_t oldlen,
 			if (s < e)
 				sp_register(a->e, a->s, s, e - s);
 		}
-		/* Store mappings may have moved: ask the kernel. */
+		/* Store mappings may have moved, and VMA flags with them:
+		 * ask the kernel. */
 		lx_reconcile(a->lx);
+		lx_refresh_flags(a->lx);
 	}
 	mem_leave(a);
 	return p;
@@ -961,6 +1003,7 @@ void *sp_agent_map(struct sp_agent *a, void *addr, size_t len, int prot,
 
 		/* Whatever was there is gone, as after munmap. */
 		lx_smap_del(a->lx, (uintptr_t)p, end);
+		lx_flags_forget(a->lx, (uintptr_t)p, end);
 		sp_forget(a->e, a->s, (uintptr_t)p, end - (uintptr_t)p);
 		if (a->merge_any && (flags & MAP_ANONYMOUS) &&
 		    !(flags & MAP_SHARED))
@@ -968,6 +1011,39 @@ void *sp_agent_map(struct sp_agent *a, void *addr, size_t len, int prot,
 	}
 	mem_leave(a);
 	return p;
+}
+
+struct vma_call {
+	void *addr;
+	size_t len;
+	int (*fn)(void *arg);
+	void *arg;
+};
+
+static int job_vma_call(struct sp_agent *a, void *arg)
+{
+	struct vma_call *c = arg;
+	int err = sp_unmerge(a->e, a->s, (uintptr_t)c->addr, c->len);
+
+	if (!err)
+		err = c->fn(c->arg);
+	lx_refresh_flags(a->lx);
+	return err;
+}
+
+int sp_agent_vma_call(struct sp_agent *a, int unmerge_first, void *addr,
+		      size_t len, int (*fn)(void *arg), void *arg)
+{
+	struct vma_call c = { addr, len, fn, arg };
+	int err;
+
+	if (unmerge_first)	/* unmerging holds pages: the scanner's job */
+		return on_scanner(a, job_vma_call, &c);
+	mem_enter(a);
+	err = fn(arg);
+	lx_refresh_flags(a->lx);
+	mem_leave(a);
+	return err;
 }
 
 int sp_agent_protect(struct sp_agent *a, void *addr, size_t len, int prot)

@@ -19,6 +19,13 @@
  *             through the agent, which serialises them with merging and
  *             keeps its records true; with merge-any on, new private
  *             anonymous mappings are registered as they are made.
+ *   madvise's fork and dump advice (DONTFORK, DOFORK, DONTDUMP, DODUMP,
+ *   WIPEONFORK, KEEPONFORK) on registered memory, mlock, mlock2, munlock,
+ *   mlockall, munlockall
+ *             go through the agent too, which re-reads the VMA flags
+ *             afterwards: merging keeps DONTFORK and DONTDUMP on the
+ *             mappings it makes, and never merges WIPEONFORK or locked
+ *             memory (merged pages are unmerged before WIPEONFORK).
  * Nothing happens until the program first uses the KSM API: until then
  * every call goes straight to libc and no agent, thread or fd exists.
  *
@@ -68,6 +75,10 @@ static int (*r_munmap)(void *, size_t);
 static void *(*r_mremap)(void *, size_t, size_t, int, void *);
 static int (*r_mprotect)(void *, size_t, int);
 static void *(*r_mmap)(void *, size_t, int, int, int, off_t);
+static int (*r_mlock2)(const void *, size_t, unsigned);
+static int (*r_munlock)(const void *, size_t);
+static int (*r_mlockall)(int);
+static int (*r_munlockall)(void);
 static pthread_once_t real_once = PTHREAD_ONCE_INIT;
 
 /* The agent, started on first use.  agent_lock protects the start; the
@@ -88,6 +99,11 @@ static void find_real(void)
 	r_mprotect = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "mprotect");
 	r_mmap = (void *(*)(void *, size_t, int, int, int, off_t))
 		dlsym(RTLD_NEXT, "mmap");
+	r_mlock2 = (int (*)(const void *, size_t, unsigned))
+		dlsym(RTLD_NEXT, "mlock2");
+	r_munlock = (int (*)(const void *, size_t))dlsym(RTLD_NEXT, "munlock");
+	r_mlockall = (int (*)(int))dlsym(RTLD_NEXT, "mlockall");
+	r_munlockall = (int (*)(void))dlsym(RTLD_NEXT, "munlockall");
 }
 
 static void real(void)
@@ -184,6 +200,55 @@ static int range_ok(void *addr, size_t len)
 	return 0;
 }
 
+/* A call that changes VMA flags, run by the agent (sp_agent_vma_call). */
+struct flag_call {
+	int what;		/* FC_* */
+	void *addr;
+	size_t len;
+	int arg;		/* advice, mlock2's or mlockall's flags */
+};
+
+enum { FC_MADVISE, FC_MLOCK2, FC_MUNLOCK, FC_MLOCKALL, FC_MUNLOCKALL };
+
+static int do_flag_call(void *arg)
+{
+	struct flag_call *c = arg;
+	int r = -1;
+
+	switch (c->what) {
+	case FC_MADVISE:
+		r = r_madvise(c->addr, c->len, c->arg);
+		break;
+	case FC_MLOCK2:
+		r = r_mlock2(c->addr, c->len, (unsigned)c->arg);
+		break;
+	case FC_MUNLOCK:
+		r = r_munlock(c->addr, c->len);
+		break;
+	case FC_MLOCKALL:
+		r = r_mlockall(c->arg);
+		break;
+	case FC_MUNLOCKALL:
+		r = r_munlockall();
+		break;
+	}
+	return r ? -errno : 0;
+}
+
+/* Run @c through the agent @a if there is one, else straight. */
+static int flag_call(struct sp_agent *a, struct flag_call *c)
+{
+	int err;
+
+	if (!a)
+		err = do_flag_call(c);
+	else
+		err = sp_agent_vma_call(a, c->what == FC_MADVISE &&
+					   c->arg == MADV_WIPEONFORK,
+					c->addr, c->len, do_flag_call, c);
+	return err ? fail(err) : 0;
+}
+
 SHIM_API int madvise(void *addr, size_t len, int advice)
 {
 	struct sp_agent *a;
@@ -224,8 +289,63 @@ SHIM_API int madvise(void *addr, size_t len, int advice)
 		if (owner(addr, len))
 			return fail(-EINVAL);
 		break;
+	case MADV_DONTFORK:
+	case MADV_DOFORK:
+	case MADV_DONTDUMP:
+	case MADV_DODUMP:
+	case MADV_WIPEONFORK:
+	case MADV_KEEPONFORK: {
+		struct flag_call c = { FC_MADVISE, addr, len, advice };
+
+		a = owner(addr, len);
+		if (!a)
+			break;
+		return flag_call(a, &c);
+	}
 	}
 	return r_madvise(addr, len, advice);
+}
+
+/* mlock and friends: merging never touches locked memory (a new mapping
+ * would be unlocked), so the agent must know which memory is locked. */
+SHIM_API int mlock(const void *addr, size_t len)
+{
+	struct flag_call c = { FC_MLOCK2, (void *)addr, len, 0 };
+
+	real();
+	return flag_call(owner((void *)addr, len), &c);
+}
+
+SHIM_API int mlock2(const void *addr, size_t len, unsigned int flags)
+{
+	struct flag_call c = { FC_MLOCK2, (void *)addr, len, (int)flags };
+
+	real();
+	return flag_call(owner((void *)addr, len), &c);
+}
+
+SHIM_API int munlock(const void *addr, size_t len)
+{
+	struct flag_call c = { FC_MUNLOCK, (void *)addr, len, 0 };
+
+	real();
+	return flag_call(owner((void *)addr, len), &c);
+}
+
+SHIM_API int mlockall(int flags)
+{
+	struct flag_call c = { FC_MLOCKALL, NULL, 0, flags };
+
+	real();
+	return flag_call(sp_agent_internal() ? NULL : agent, &c);
+}
+
+SHIM_API int munlockall(void)
+{
+	struct flag_call c = { FC_MUNLOCKALL, NULL, 0, 0 };
+
+	real();
+	return flag_call(sp_agent_internal() ? NULL : agent, &c);
 }
 
 SHIM_API int prctl(int option, ...)

@@ -29,6 +29,12 @@
  * fault messages on its userfaultfd), and the engine's merge races
  * (verifications that failed because a writer got there first); it
  * fails if merges never met the writers.
+ *
+ * With SP_STRESS_FLAGS=1 the region is MADV_DONTFORK (as QEMU's guest
+ * RAM) and its middle half MADV_DONTDUMP: merges, discards and unmerges
+ * must keep both flags exactly where they were (checked at every unmerge
+ * and at the end), and a child forked while merging runs must not get
+ * the region.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -37,7 +43,10 @@
 #include <liburing.h>
 #endif
 
+#include <sys/wait.h>
+
 #include "rt.h"
+#include "../vmflags.h"
 
 #define NPAGE 4096		/* 16 MiB; pages i and i + NPAGE/2 are equal */
 #define NWRITER 3
@@ -277,6 +286,38 @@ out:
 	return NULL;
 }
 
+/* SP_STRESS_FLAGS: DONTFORK over the region, DONTDUMP over its middle
+ * half, nothing else; and a child forked now does not get the region. */
+static void check_flags(void)
+{
+	size_t q = NPAGE / 4 * PS;
+	pid_t pid;
+	int st;
+
+	if (!vmas_flag(region, NPAGE * PS, "dc", 1))
+		fail_msg("merging lost a DONTFORK flag");
+	if (!vmas_flag(region, q, "dd", 0) ||
+	    !vmas_flag(region + 3 * q, q, "dd", 0))
+		fail_msg("merging set DONTDUMP where it was not");
+	if (!vmas_flag(region + q, 2 * q, "dd", 1))
+		fail_msg("merging lost a DONTDUMP flag");
+#ifndef __SANITIZE_THREAD__
+	/* (TSan cannot follow a child of a threaded process that starts
+	 * threads, as the child's agent does.) */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(msync(region, PS, 0) == -1 && errno == ENOMEM &&
+		      msync(region + (NPAGE - 1) * PS, PS, 0) == -1 ? 0 : 1);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		fail_msg("a child got the DONTFORK region (status %#x)", st);
+#else
+	(void)pid;
+	(void)st;
+#endif
+}
+
 static void test_no_write_lost(void **state)
 {
 	struct writer w[NWRITER];
@@ -289,6 +330,7 @@ static void test_no_write_lost(void **state)
 	unsigned unmerges = 0;
 	uint64_t unmerge_ns = 0;
 	char why[256];
+	int flags;
 
 	(void)state;
 	region = rt_map(NPAGE);
@@ -300,6 +342,12 @@ static void test_no_write_lost(void **state)
 				     1024), 0);
 	assert_int_equal(sp_knob_set(sp_agent_engine(A), SP_KNOB_SLEEP_MILLISECS,
 				     0), 0);
+	flags = getenv("SP_STRESS_FLAGS") && atoi(getenv("SP_STRESS_FLAGS"));
+	if (flags) {
+		assert_int_equal(madvise(region, NPAGE * PS, MADV_DONTFORK), 0);
+		assert_int_equal(madvise(region + NPAGE / 4 * PS, NPAGE / 2 * PS,
+					 MADV_DONTDUMP), 0);
+	}
 	assert_int_equal(sp_agent_register(A, region, NPAGE * PS), 0);
 	assert_int_equal(sp_agent_set_run(A, 1), 0);
 	for (unsigned k = 0; k < NWRITER; k++) {
@@ -330,6 +378,8 @@ static void test_no_write_lost(void **state)
 			}
 			unmerges++;
 			unmerge_ns += now_ns() - u0;
+			if (flags)
+				check_flags();
 		}
 	}
 	atomic_store(&stop, 1);
@@ -354,6 +404,8 @@ static void test_no_write_lost(void **state)
 		if (memcmp(region + i * PS, want, PS))
 			fail_msg("page %zu wrong at the end", i);
 	}
+	if (flags)
+		check_flags();
 	st = rt_stats();
 	as = rt_astats();
 	print_message("%u s: %llu writes (%llu by the kernel: read/pread, "

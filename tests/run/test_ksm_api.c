@@ -30,6 +30,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "../vmflags.h"
+
 #ifndef PR_SET_MEMORY_MERGE
 #define PR_SET_MEMORY_MERGE 67
 #define PR_GET_MEMORY_MERGE 68
@@ -435,6 +437,111 @@ static void test_fork_after_merging(void **state)
 	drop(&p);
 }
 
+static int unmapped(const void *p, size_t len)
+{
+	for (size_t off = 0; off < len; off += PS)
+		if (msync((void *)((uintptr_t)p + off), PS, 0) != -1 ||
+		    errno != ENOMEM)
+			return 0;
+	return 1;
+}
+
+/* QEMU's guest RAM: MADV_DONTFORK (and DONTDUMP) on mergeable memory.
+ * Merged pages keep the flags; a child does not get the range. */
+static void test_dontfork_dontdump_kept(void **state)
+{
+	struct pair p = { map(N), map(N), N };
+	pid_t pid;
+	int st;
+
+	(void)state;
+	fill(p.x, N, 12);
+	fill(p.y, N, 12);
+	/* Before registering (read at registration) and after (the call
+	 * goes through the agent). */
+	assert_int_equal(madvise(p.x, N * PS, MADV_DONTFORK), 0);
+	assert_int_equal(madvise(p.x, N * PS, MADV_MERGEABLE), 0);
+	assert_int_equal(madvise(p.y, N * PS, MADV_MERGEABLE), 0);
+	assert_int_equal(madvise(p.y, N * PS, MADV_DONTDUMP), 0);
+	assert_true(wait_for(paired, &p));
+	assert_true(vmas_flag(p.x, N * PS, "dc", 1));
+	assert_true(vmas_flag(p.x, N * PS, "dd", 0));
+	assert_true(vmas_flag(p.y, N * PS, "dd", 1));
+	assert_true(vmas_flag(p.y, N * PS, "dc", 0));
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* x is not ours; y is, merged; the agent carries on. */
+		int ok = unmapped(p.x, N * PS) && is(p.y, N, 12);
+		char *q = mmap(p.x, N * PS, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+		struct pair c = { q, p.y, N };
+
+		ok = ok && q == p.x && vmas_flag(q, N * PS, "dc", 0);
+		if (ok) {
+			fill(q, N, 12);
+			ok = madvise(q, N * PS, MADV_MERGEABLE) == 0 &&
+			     wait_for(paired, &c) && is(q, N, 12) &&
+			     vmas_flag(q, N * PS, "dc", 0);
+		}
+		_exit(ok ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_true(is(p.x, N, 12) && is(p.y, N, 12));
+
+	/* DOFORK through the agent: merging stops setting the flag, and a
+	 * child gets the range again. */
+	assert_int_equal(madvise(p.x, N * PS, MADV_DOFORK), 0);
+	assert_true(vmas_flag(p.x, N * PS, "dc", 0));
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(is(p.x, N, 12) ? 0 : 1);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+	/* Unmerging rebuilds the range as new anonymous memory: with the
+	 * flag. */
+	assert_int_equal(madvise(p.y, N * PS, MADV_UNMERGEABLE), 0);
+	assert_true(all_distinct(&p));
+	assert_true(vmas_flag(p.y, N * PS, "dd", 1));
+	assert_true(is(p.x, N, 12) && is(p.y, N, 12));
+	drop(&p);
+}
+
+/* WIPEONFORK cannot be set on a file mapping: merged pages are unmerged
+ * first, and the range never merges while the flag is on. */
+static void test_wipeonfork(void **state)
+{
+	struct pair p = merged_pair(13);
+	pid_t pid;
+	int st;
+
+	(void)state;
+	assert_int_equal(madvise(p.x, N * PS, MADV_WIPEONFORK), 0);
+	assert_true(vmas_flag(p.x, N * PS, "wf", 1));
+	assert_true(all_distinct(&p));
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		static const char zero[PS];
+		int ok = is(p.y, N, 13);
+
+		for (size_t i = 0; i < N; i++)
+			ok = ok && !memcmp(p.x + i * PS, zero, PS);
+		_exit(ok ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_true(is(p.x, N, 13) && is(p.y, N, 13));
+	/* KEEPONFORK: it merges again. */
+	assert_int_equal(madvise(p.x, N * PS, MADV_KEEPONFORK), 0);
+	assert_true(wait_for(paired, &p));
+	drop(&p);
+}
+
 static void test_munmap_then_mmap_gives_zeros(void **state)
 {
 	struct pair p = merged_pair(11);
@@ -615,6 +722,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_read_into_merged_page),
 		cmocka_unit_test(test_dontneed_gives_zeros),
 		cmocka_unit_test(test_fork_after_merging),
+		cmocka_unit_test(test_dontfork_dontdump_kept),
+		cmocka_unit_test(test_wipeonfork),
 		cmocka_unit_test(test_munmap_then_mmap_gives_zeros),
 		cmocka_unit_test(test_mremap_keeps_content),
 		cmocka_unit_test(test_mprotect_round_trip),

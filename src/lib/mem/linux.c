@@ -152,6 +152,7 @@ int lx_new(struct sp_linux **out, char *why, size_t whylen)
 	lx->vma_budget = lx->max_map_count / 2;
 	lx_vma_recount(lx);
 	lx_exclude_elf(lx);
+	lx_refresh_flags(lx);	/* on failure nothing merges until a read */
 	*out = lx;
 	return 0;
 }
@@ -174,6 +175,9 @@ void lx_free(struct sp_linux *lx)
 	sp_mem_free(&lx->mem, lx->excl, lx->excl_cap * sizeof(*lx->excl));
 	sp_mem_free(&lx->mem, lx->badflag,
 		    lx->badflag_cap * sizeof(*lx->badflag));
+	for (unsigned k = 0; k < LX_KEEP_N; k++)
+		sp_mem_free(&lx->mem, lx->keep[k].r,
+			    lx->keep[k].cap * sizeof(*lx->keep[k].r));
 	lx_allocator.free(NULL, lx, sizeof(*lx));
 }
 

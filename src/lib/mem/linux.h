@@ -129,6 +129,15 @@ struct lx_excl {
 	uintptr_t start, end;
 };
 
+/* A sorted list of disjoint ranges that never touch (lx_range_add). */
+struct lx_ranges {
+	struct lx_excl *r;
+	unsigned n, cap;
+};
+
+/* VMA flags merging keeps on the mappings it makes (lx_flags.c). */
+enum { LX_KEEP_DONTFORK, LX_KEEP_DONTDUMP, LX_KEEP_N };
+
 struct sp_linux {
 	int uffd;			/* -1 if none */
 	int pagemap_fd, mem_fd, maps_fd;	/* of this process */
@@ -153,10 +162,15 @@ struct sp_linux {
 
 	struct lx_excl *excl;		/* sorted, disjoint */
 	unsigned nexcl, excl_cap;
-	/* VMAs whose flags must survive merging and cannot (WIPEONFORK,
-	 * DONTFORK, DONTDUMP, mlocked), from /proc/self/smaps: */
+	/* VMA flags, from /proc/self/smaps (lx_flags.c).  Under mem_lock.
+	 * badflag: VMAs whose flags merging cannot keep (WIPEONFORK,
+	 * mlocked); keep[k]: VMAs with flag k, which merging sets again on
+	 * every mapping it makes there.  flags_ok: the last read was whole
+	 * (else nothing is held or rebuilt). */
 	struct lx_excl *badflag;
 	unsigned nbadflag, badflag_cap;
+	struct lx_ranges keep[LX_KEEP_N];
+	int flags_ok;
 
 	/* lx_unmerge.c's working space (off the stack: unmerge runs on the
 	 * program's threads too) */
@@ -197,6 +211,37 @@ int lx_maintain(struct sp_linux *lx);
  * segment, inherited ones frozen).  Context: the agent's fork handlers. */
 void lx_fork_parent(struct sp_linux *lx);
 int lx_fork_child(struct sp_linux *lx, char *why, size_t whylen);
+
+/* ---- lx_flags.c ---- (all under the agent's mem_lock) */
+/* lx_range_sub - take [start, end) out of a list.  Return: 0, or -ENOMEM
+ * if a range cut in two found no room (the tail is then lost). */
+int lx_range_sub(struct sp_linux *lx, struct lx_excl **list, unsigned *n,
+		 unsigned *cap, uintptr_t start, uintptr_t end);
+/* lx_refresh_flags - read every VMA's flags from /proc/self/smaps.
+ * Return: 0, or -errno with flags_ok 0.  Blocks (reads procfs). */
+int lx_refresh_flags(struct sp_linux *lx);
+/* lx_flags_forget - [start, end) is unmapped or mapped anew: no flags
+ * known there.  Return: 0, or -errno from the re-read it fell back on. */
+int lx_flags_forget(struct sp_linux *lx, uintptr_t start, uintptr_t end);
+/* lx_keep_mask - the kept flags of [start, end), bit k for LX_KEEP_k.
+ * Return: the mask, or -EINVAL if they differ within the range. */
+int lx_keep_mask(const struct sp_linux *lx, uintptr_t start, uintptr_t end);
+/* lx_keep_apply - give the mapping at @at the kept flags of
+ * [start, end) (madvise, piece by piece).  Return: 0, or -errno with some
+ * pieces perhaps done. */
+int lx_keep_apply(const struct sp_linux *lx, uintptr_t at, uintptr_t start,
+		  uintptr_t end);
+/* lx_map_keep - map @fd at @off, MAP_PRIVATE (fresh anonymous memory if
+ * @fd is -1), over [addr, addr+len) with the kept flags of that range,
+ * all at once.  Return: 0, or -errno with the range as it was (-EINVAL:
+ * the flags differ within it). */
+int lx_map_keep(struct sp_linux *lx, uintptr_t addr, size_t len, int prot,
+		int fd, off_t off);
+/* lx_fork_child_flags - in a fork child: call @gone for every range that
+ * was DONTFORK (absent here), then forget them. */
+void lx_fork_child_flags(struct sp_linux *lx,
+			 void (*gone)(void *arg, uintptr_t start, uintptr_t end),
+			 void *arg);
 
 /* ---- lx_client.c ---- */
 /* lx_client_init - read $SAMEPAGE_SOCKET: connect lazily if set. */
@@ -245,7 +290,10 @@ int lx_excl_add(struct sp_linux *lx, uintptr_t start, uintptr_t end);
 void lx_excl_del(struct sp_linux *lx, uintptr_t start, uintptr_t end);
 int lx_excluded(const struct sp_linux *lx, uintptr_t start, uintptr_t end);
 int lx_exclude_elf(struct sp_linux *lx);
-int lx_refresh_badflags(struct sp_linux *lx);
+/* lx_range_add - add [start, end) to a sorted, disjoint list, merging
+ * the ranges it overlaps or touches.  Return: 0, or -ENOMEM (unchanged). */
+int lx_range_add(struct sp_linux *lx, struct lx_excl **list, unsigned *n,
+		 unsigned *cap, uintptr_t start, uintptr_t end);
 int lx_read_slow(struct sp_linux *lx, uintptr_t addr, void *buf);
 /* What a VMA is (lx_query_kind). */
 enum {

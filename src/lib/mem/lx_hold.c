@@ -14,7 +14,9 @@
  *      cannot be reached by a transfer any more.  Refused pages stay in
  *      place, are reported as not held, and are never replaced;
  *   3. the engine compares the moved copies (peek() returns them);
- *   4. replace(): mmap the stable run over the addresses (MAP_FIXED);
+ *   4. replace(): mmap the stable run over the addresses (MAP_FIXED,
+ *      or mremap of a mapping made elsewhere to keep DONTFORK and
+ *      DONTDUMP: lx_flags.c);
  *      zap(): leave the addresses empty (they read the zero page);
  *   5. unprotect(): move back what was neither replaced nor zapped,
  *      unregister (which wakes the waiters of registered parts), wake
@@ -147,8 +149,9 @@ int lx_protect(void *be, void *space, uintptr_t addr, size_t n, uint8_t *held)
 	    !lx->hold[1].active ? &lx->hold[1] : NULL;
 	if (!h)
 		return -EBUSY;
-	if (lx_excluded(lx, addr, end))
-		return 0;	/* never hold memory the scanner touches */
+	if (!lx->flags_ok || lx_excluded(lx, addr, end))
+		return 0;	/* never hold memory the scanner touches, nor
+				 * memory whose flags we do not know */
 	err = lx_uffd_register(lx, addr, n * LX_PS,
 				 UFFDIO_REGISTER_MODE_MISSING |
 					 UFFDIO_REGISTER_MODE_WP);
@@ -295,7 +298,7 @@ int lx_replace(void *be, void *space, uintptr_t addr, size_t n,
 	struct lx_hold *h = lx_hold_of(lx, addr);
 	unsigned i0, i;
 	struct lx_seg *seg;
-	void *p;
+	int err;
 
 	(void)space;
 	if (!h || addr + n * LX_PS > h->addr + (uintptr_t)h->n * LX_PS)
@@ -312,11 +315,12 @@ int lx_replace(void *be, void *space, uintptr_t addr, size_t n,
 		lx->vma_refusals++;
 		return -ENOMEM;
 	}
-	p = mmap((void *)addr, n * LX_PS, lx->cls[h->cls[i0]].prot,
-		 MAP_PRIVATE | MAP_FIXED, seg->fd,
-		 (off_t)(first - seg->base) * LX_PS);
-	if (p == MAP_FAILED)
-		return -errno;
+	/* With the VMA's DONTFORK / DONTDUMP (lx_flags.c); a run across a
+	 * change of them is refused whole. */
+	err = lx_map_keep(lx, addr, n * LX_PS, lx->cls[h->cls[i0]].prot,
+			  seg->fd, (off_t)(first - seg->base) * LX_PS);
+	if (err)
+		return err;
 	for (i = i0; i < i0 + n; i++) {
 		h->moved[i] = h->state[i] == LXH_HELD;
 		h->state[i] = LXH_REPLACED;

@@ -8,8 +8,7 @@
  * and special mappings; memory the scanner itself touches during a merge
  * (the private allocator's mappings, scratch areas, the store's view, the
  * scanner's stack, writable segments of loaded ELF objects); VMAs whose
- * flags a new mapping would lose (WIPEONFORK, DONTFORK, DONTDUMP,
- * mlocked), as /proc/self/smaps last showed them.
+ * flags merging cannot keep (WIPEONFORK, mlocked: lx_flags.c).
  */
 #include <errno.h>
 #include <link.h>
@@ -25,9 +24,8 @@
 
 /* ---- exclusions -------------------------------------------------------- */
 
-static int range_list_add(struct sp_linux *lx, struct lx_excl **list,
-			  unsigned *n, unsigned *cap, uintptr_t start,
-			  uintptr_t end)
+int lx_range_add(struct sp_linux *lx, struct lx_excl **list, unsigned *n,
+		 unsigned *cap, uintptr_t start, uintptr_t end)
 {
 	unsigned i, j;
 
@@ -62,8 +60,8 @@ int lx_excl_add(struct sp_linux *lx, uintptr_t start, uintptr_t end)
 {
 	start &= ~(uintptr_t)(LX_PS - 1);
 	end = (end + LX_PS - 1) & ~(uintptr_t)(LX_PS - 1);
-	return range_list_add(lx, &lx->excl, &lx->nexcl, &lx->excl_cap, start,
-			      end);
+	return lx_range_add(lx, &lx->excl, &lx->nexcl, &lx->excl_cap, start,
+			    end);
 }
 
 void lx_excl_del(struct sp_linux *lx, uintptr_t start, uintptr_t end)
@@ -139,51 +137,6 @@ static int elf_cb(struct dl_phdr_info *info, size_t size, void *arg)
 int lx_exclude_elf(struct sp_linux *lx)
 {
 	dl_iterate_phdr(elf_cb, lx);
-	return 0;
-}
-
-/* Flags a MAP_FIXED of the store would drop, or that merging must not
- * override: wf WIPEONFORK, dc DONTFORK, dd DONTDUMP, lo mlocked. */
-static int bad_vmflags(const char *line)
-{
-	static const char *const bad[] = { " wf", " dc", " dd", " lo" };
-	char buf[512];
-
-	snprintf(buf, sizeof(buf), " %s", line);
-	buf[strcspn(buf, "\n")] = ' ';
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		char pat[8];
-
-		snprintf(pat, sizeof(pat), "%s ", bad[i]);
-		if (strstr(buf, pat))
-			return 1;
-	}
-	return 0;
-}
-
-int lx_refresh_badflags(struct sp_linux *lx)
-{
-	char line[512];
-	uintptr_t s = 0, e = 0;
-	FILE *f = fopen("/proc/self/smaps", "re");
-
-	if (!f)
-		return -errno;
-	lx->nbadflag = 0;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long a, b;
-
-		if (sscanf(line, "%lx-%lx ", &a, &b) == 2 &&
-		    strchr(line, '-') < strchr(line, ' ')) {
-			s = a;
-			e = b;
-		} else if (!strncmp(line, "VmFlags:", 8) &&
-			   bad_vmflags(line + 8)) {
-			range_list_add(lx, &lx->badflag, &lx->nbadflag,
-				       &lx->badflag_cap, s, e);
-		}
-	}
-	fclose(f);
 	return 0;
 }
 

@@ -100,6 +100,19 @@ static void chunk_undo(struct sp_linux *lx, uintptr_t c0, uintptr_t c1,
 	lx_uffd_release(lx, c0, c1 - c0);
 }
 
+/* Give the copy at @dst the chunk's DONTFORK / DONTDUMP (lx_flags.c), so
+ * that the mremap carries them in.  A chunk whose flags differ within is
+ * left (its pieces would be separate mappings of the copy). */
+static int keep_flags(struct sp_linux *lx, char *dst, uintptr_t c0,
+		      uintptr_t c1)
+{
+	int mask = lx_keep_mask(lx, c0, c1);
+
+	if (mask < 0)
+		return mask;
+	return mask ? lx_keep_apply(lx, (uintptr_t)dst, c0, c1) : 0;
+}
+
 /*
  * Rebuild [c0, c1) as an anonymous mapping built at @dst (inside the
  * registered copy area), then moved over it in one mremap:
@@ -114,8 +127,9 @@ static void chunk_undo(struct sp_linux *lx, uintptr_t c0, uintptr_t c1,
  *      and the chunk is left);
  *   4. store pieces: copy their bytes into the copy (UFFDIO_COPY from
  *      the addresses themselves: no trust in our own index);
- *   5. mremap the copy over the chunk: the old mappings go at once
- *      (the copy's own registration ended first);
+ *   5. mremap the copy, with the chunk's DONTFORK / DONTDUMP, over the
+ *      chunk: the old mappings go at once (the copy's own registration
+ *      ended first);
  *   6. wake the waiters: they retry against the copy.
  * Return: 0, or -EAGAIN with the chunk as it was.
  */
@@ -187,6 +201,7 @@ static int rebuild_chunk(struct sp_linux *lx, uintptr_t c0, uintptr_t c1,
 	 * chunk before it (mremap merges before it drops a registration). */
 	if (lx_uffd_unregister(lx, (uintptr_t)dst, len) ||
 	    (prot != (PROT_READ | PROT_WRITE) && mprotect(dst, len, prot)) ||
+	    keep_flags(lx, dst, c0, c1) ||
 	    mremap(dst, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)c0) ==
 		    MAP_FAILED)
 		goto undo;
@@ -254,7 +269,7 @@ void lx_rebuild(void *be, void *space, uintptr_t addr, size_t n)
 	int any = 0;
 
 	(void)space;
-	if (lx->uffd < 0)
+	if (lx->uffd < 0 || !lx->flags_ok)
 		return;
 	while (a < end) {
 		uintptr_t vs, ve, x;
@@ -318,7 +333,7 @@ int lx_unmerge(void *be, void *space, uintptr_t addr, size_t n)
 		/* A store mapping the span rebuild left (a private page in
 		 * it, another protection on a side): alone, else in place. */
 		if (kind != LX_VMA_STORE || !rebuildable(kind, prot, prot) ||
-		    lx->uffd < 0 || lx_excluded(lx, a, ve) ||
+		    lx->uffd < 0 || !lx->flags_ok || lx_excluded(lx, a, ve) ||
 		    rebuild_span(lx, a, ve, prot))
 			err = unmerge_in_place(lx, a, ve, prot);
 		a = ve;
