@@ -37,6 +37,7 @@
 
 #define STACK_SIZE (1u << 20)
 #define URGENT_BUDGET (1u << 16)
+#define MIN_PASS_MS 100		/* a pass begins at most this often */
 
 /* Work a program thread hands to the scanner: unmerging holds pages
  * (lx_unmerge.c), and only the scanner, whose stack and TLS are ours,
@@ -74,7 +75,8 @@ struct sp_agent {
 	/* The daemon's side (scanner thread only, under mem_lock): */
 	uint64_t knob_gen;		/* generation of knobs applied */
 	uint64_t adv[SPK_COUNT];	/* advisor settings from the daemon */
-	uint64_t pass_ns, pass_cpu;	/* when the pass began (advisor) */
+	uint64_t pass_ns, pass_cpu;	/* when the pass began (advisor,
+					 * pass_gap; scanner thread only) */
 	uint64_t report_ns;		/* last report */
 	uint64_t flags_ns;		/* last VMA flags read after a pass */
 };
@@ -422,6 +424,32 @@ static void advise(struct sp_agent *a)
 	a->pass_cpu = cpu;
 }
 
+/*
+ * After a pass that began at @begun: wait until MIN_PASS_MS after that
+ * before the next pass begins (a job or stop ends the wait).  A page is
+ * thus looked at most every MIN_PASS_MS, however fast the scan: content
+ * rewritten faster than that never shows the same checksum twice, so it
+ * is volatile, never uploaded nor merged (KSM's rule, whose period is
+ * otherwise the pass time: at full speed a small region passes every
+ * millisecond, and memory rewritten every 10 ms would merge and break
+ * again and again).  It also keeps an idle process's scanner at sleep 0
+ * from spinning.  The advisor's next pass starts after the wait.
+ * Context: a->lock held (released while waiting).
+ */
+static void pass_gap(struct sp_agent *a, uint64_t begun)
+{
+	uint64_t now = clock_ns(CLOCK_MONOTONIC);
+	uint64_t until = begun + MIN_PASS_MS * 1000000u;
+
+	while (begun && now < until && !a->stop && !a->job) {
+		timed_wait(&a->wake, &a->lock,
+			   (unsigned)((until - now) / 1000000u) + 1);
+		now = clock_ns(CLOCK_MONOTONIC);
+	}
+	a->pass_ns = now;
+	a->pass_cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+}
+
 static void *scanner(void *arg)
 {
 	struct sp_agent *a = arg;
@@ -441,7 +469,7 @@ static void *scanner(void *arg)
 
 	pthread_mutex_lock(&a->lock);
 	while (!a->stop) {
-		uint64_t budget, sleep_ms;
+		uint64_t budget, sleep_ms, begun;
 		int urgent, r;
 
 		if (a->job) {
@@ -493,6 +521,7 @@ static void *scanner(void *arg)
 			continue;
 		}
 		r = sp_scan(a->e, (unsigned)budget);
+		begun = a->pass_ns;
 		if (r == 0) {
 			lx_maintain(a->lx);
 			refresh_flags(a);
@@ -507,6 +536,7 @@ static void *scanner(void *arg)
 		if (r == 0) {
 			a->passes++;
 			pthread_cond_broadcast(&a->passed);
+			pass_gap(a, begun);
 		}
 		if (!a->urgent && !a->stop && !a->job && sleep_ms)
 			timed_wait(&a->wake, &a->lock, sleep_ms);
