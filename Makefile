@@ -63,8 +63,16 @@ test-tsan: $(BUILD_TSAN)/build.ninja
 	TSAN_OPTIONS=halt_on_error=1 \
 	$(MESON) test -C $(BUILD_TSAN) --print-errorlogs --suite threads
 
+# The main job: 4 processes holding 256 MiB each, half of it the same
+# data in all four, merged under `samepage run` and then under kernel KSM
+# (root; skipped where absent), both at full speed: live progress, Pss
+# before and after, the side-by-side table and the plot of pages merged
+# over time ($(BUILD)/run/merge_over_time.svg).  ~20 s.
 run: deps all
-	./$(BUILD)/samepage demo
+	mkdir -p $(BUILD)/run
+	./$(BUILD)/bench/ksm_compare --only a --procs 4 --mib 256 \
+		--modes ksm-full,sp-full --live \
+		--svg $(BUILD)/run/merge_over_time.svg
 
 # ksm_compare: samepage side by side with kernel KSM (root for the KSM
 # half; ~5 minutes); the plot goes to $(BUILD)/bench/merge_over_time.svg.

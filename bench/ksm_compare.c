@@ -120,6 +120,7 @@ static struct {
 	unsigned sweep[16], nsweep;
 	int sweep_defaults;
 	int verbose;		/* -v: pids of the processes, for perf */
+	int live;		/* --live: progress while a run merges */
 	double timeout_def, timeout_full;
 	char csv[PATH_MAX], svg[PATH_MAX];
 	char samepage[PATH_MAX], samepaged[PATH_MAX], workload[PATH_MAX];
@@ -912,6 +913,33 @@ static int ksm_knobs_ours(int mode)
 /* Until every page that must merge did, or the timeout; a workload with
  * nothing to merge (volatile) is watched for three passes and 2 s.
  * Then the merger's and the machine's CPU over that window. */
+/* --live: one progress line (pages merged, Pss now) every half second
+ * on a terminal, rewritten in place; every 2 s as new lines otherwise. */
+static void live_line(const struct run *x, double t, uint64_t merged,
+		      int last)
+{
+	static double shown;
+	static int tty = -1;
+	const struct wl *w = x->w;
+	long long pss;
+
+	if (tty < 0)
+		tty = isatty(STDOUT_FILENO);
+	if (!opt.live || (!last && t - shown < (tty ? 0.5 : 2.0)))
+		return;
+	shown = t;
+	pss = pss_sum(x);
+	printf("%s    %5.1f s  merged %7llu", tty ? "\r" : "", t - x->t0,
+	       (unsigned long long)merged);
+	if (w->exp_merged)
+		printf(" / %llu pages (%3.0f%%)",
+		       (unsigned long long)w->exp_merged,
+		       100.0 * (double)merged / (double)w->exp_merged);
+	printf("  Pss %lld -> %lld MiB (saved %lld MiB)   %s", x->pss0 / 1024,
+	       pss / 1024, (x->pss0 - pss) / 1024, tty && !last ? "" : "\n");
+	fflush(stdout);
+}
+
 static void run_watch(struct run *x)
 {
 	struct result *r = x->r;
@@ -942,6 +970,7 @@ static void run_watch(struct run *x)
 		}
 		if (x->curve && series_add(x->curve, t - x->t0, merged))
 			die("out of memory");
+		live_line(x, t, merged, 0);
 		if (r->t99 < 0 && w->exp_merged && exp * 100 >= w->exp_merged * 99)
 			r->t99 = t - x->t0;
 		if (w->exp_merged && exp >= w->exp_merged) {
@@ -991,6 +1020,7 @@ static void run_watch(struct run *x)
 		nap(pm_cost * 2 > 0.005 ? pm_cost * 2 : 0.005);
 	}
 	r->merged = merged;
+	live_line(x, now_s(), merged, 1);
 	c1 = merger_cpu(x);
 	r->cpu = cpu_between(x->cpu0, c1, &fb);
 	r->cpu_fallback |= fb;
@@ -1131,6 +1161,13 @@ static void run_say(const struct run *x, double t_run)
 	const struct result *r = x->r;
 	const struct wl *w = x->w;
 
+	if (opt.live)
+		printf("    Pss of the %u processes%s: %.0f MiB before, %.0f MiB "
+		       "after (every page touched again): %.0f MiB saved\n    ",
+		       x->nk, IS_SP(x->mode) ? " and samepaged" : "",
+		       (double)x->pss0 / 1024,
+		       (double)(x->pss0 - r->pss_saved_kb) / 1024,
+		       r->pss_saved_kb / 1024);
 	if (r->foreign)
 		printf("[%d other KSM user%s, e.g. %s] ", r->foreign,
 		       r->foreign > 1 ? "s" : "", x->who);
@@ -1173,7 +1210,8 @@ static void run_one(struct wl *w, int mode, struct result *r,
 	x.r = r;
 	x.curve = curve;
 	x.nk = w->procs;
-	printf("  %-14s %-8s ", w->name, mode_name[mode]);
+	printf("  %-14s %-8s %s", w->name, mode_name[mode],
+	       opt.live ? "\n" : "");
 	fflush(stdout);
 	run_start(&x, mps);
 	run_watch(&x);
@@ -1342,7 +1380,8 @@ static void usage(void)
 		"[--sweep M,M,...] [--sweep-defaults]\n"
 		"                   [--timeout-def SEC] [--timeout-full SEC] "
 		"[--csv PATH] [--svg PATH]\n"
-		"                   [--samepage PATH] [--workload PATH] [-v]\n");
+		"                   [--samepage PATH] [--workload PATH] [--live] "
+		"[-v]\n");
 	exit(2);
 }
 
@@ -1369,6 +1408,10 @@ static void parse(int argc, char **argv)
 		}
 		if (!strcmp(o, "-v")) {
 			opt.verbose = 1;
+			continue;
+		}
+		if (!strcmp(o, "--live")) {
+			opt.live = 1;
 			continue;
 		}
 		if (!v)
