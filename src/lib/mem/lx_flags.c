@@ -22,10 +22,11 @@
  * Where the flags come from: /proc/self/smaps, read when a range is
  * registered and after every call of the program that can change them
  * (the shim sends madvise's fork/dump advice, mlock and munlock, and
- * mremap through the agent, which re-reads under mem_lock); munmap and
- * mmap over a range forget it.  A change the shim cannot see (a raw
- * syscall, libc's internal calls) is seen at the next registration; until
- * then merging keeps what it last read (docs/design.md, "Limits").  If
+ * mremap through the agent, which re-reads under mem_lock), and by the
+ * agent after a pass at most once a second; munmap and mmap over a range
+ * forget it.  A change the shim cannot see (a raw syscall, libc's
+ * internal calls) is seen at the next such read; until then merging
+ * keeps what it last read (docs/design.md, "Limits").  If
  * the lists could not be read whole (no memory), flags_ok is 0 and no
  * page is held or rebuilt until a read succeeds.
  *
