@@ -294,6 +294,9 @@ int lx_exclude_elf(struct sp_linux *lx);
  * the ranges it overlaps or touches.  Return: 0, or -ENOMEM (unchanged). */
 int lx_range_add(struct sp_linux *lx, struct lx_excl **list, unsigned *n,
 		 unsigned *cap, uintptr_t start, uintptr_t end);
+/* lx_range_find - index of the first range of a sorted, disjoint list
+ * that ends above @addr (@n if none).  Binary search. */
+unsigned lx_range_find(const struct lx_excl *l, unsigned n, uintptr_t addr);
 int lx_read_slow(struct sp_linux *lx, uintptr_t addr, void *buf);
 /* What a VMA is (lx_query_kind). */
 enum {

@@ -87,19 +87,11 @@ int lx_range_sub(struct sp_linux *lx, struct lx_excl **list, unsigned *n,
 static int range_cover(const struct lx_excl *l, unsigned n, uintptr_t start,
 		       uintptr_t end)
 {
-	unsigned lo = 0, hi = n;
+	unsigned i = lx_range_find(l, n, start);
 
-	while (lo < hi) {		/* first range ending above start */
-		unsigned mid = (lo + hi) / 2;
-
-		if (l[mid].end <= start)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo == n || l[lo].start >= end)
+	if (i == n || l[i].start >= end)
 		return 0;
-	return l[lo].start <= start && l[lo].end >= end ? 1 : -1;
+	return l[i].start <= start && l[i].end >= end ? 1 : -1;
 }
 
 /* ---- reading the flags --------------------------------------------------- */

@@ -76,20 +76,27 @@ void lx_excl_del(struct sp_linux *lx, uintptr_t start, uintptr_t end)
 	}
 }
 
-static int list_hits(const struct lx_excl *l, unsigned n, uintptr_t start,
-		     uintptr_t end)
+unsigned lx_range_find(const struct lx_excl *l, unsigned n, uintptr_t addr)
 {
 	unsigned lo = 0, hi = n;
 
-	while (lo < hi) {		/* first range ending above start */
+	while (lo < hi) {
 		unsigned mid = (lo + hi) / 2;
 
-		if (l[mid].end <= start)
+		if (l[mid].end <= addr)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return lo < n && l[lo].start < end;
+	return lo;
+}
+
+static int list_hits(const struct lx_excl *l, unsigned n, uintptr_t start,
+		     uintptr_t end)
+{
+	unsigned i = lx_range_find(l, n, start);
+
+	return i < n && l[i].start < end;
 }
 
 int lx_excluded(const struct sp_linux *lx, uintptr_t start, uintptr_t end)
