@@ -82,7 +82,7 @@ static int run(unsigned gib, int real)
 
 	if (!tags || sp_sim_new(&sim) ||
 	    sp_engine_new(&(struct sp_engine_config){ .ops = &sp_sim_ops,
-						      .be = sim, .seed = 7 },
+						      .be = sim },
 			  &e))
 		return 1;
 	for (int p = 0; p < 2; p++) {

@@ -263,7 +263,7 @@ static void per_merge(size_t run_mib, int isolated)
 
 int main(int argc, char **argv)
 {
-	struct sp_agent_config cfg = { .run = 0, .seed = 1 };
+	struct sp_agent_config cfg = { .run = 0 };
 	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 0) : 1024;
 	size_t run_mib = argc > 2 ? strtoul(argv[2], NULL, 0) : 64;
 	char why[512];

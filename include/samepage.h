@@ -120,15 +120,11 @@ struct sp_allocator {
 struct sp_engine_config {
 	const struct sp_backend_ops *ops;	/* the backend (required) */
 	void *be;				/* its state; outlives the engine */
-	uint64_t seed;				/* tree balance seed; 0: random */
 	const struct sp_allocator *alloc;	/* NULL: libc */
 };
 
 /*
  * sp_engine_new - create an engine over a backend.
- * @cfg->seed seeds the trees' balancing priorities; 0 means "draw one
- * from the kernel" (getrandom); tests pass a fixed seed to be
- * reproducible.
  * Return: 0 and *out set, or -ENOMEM / -EINVAL (an op missing).
  * Context: any thread; no lock held.
  */
@@ -573,7 +569,6 @@ struct sp_agent;
 
 struct sp_agent_config {
 	int run;		/* initial KSM run state: 0 stopped, 1 scanning */
-	uint64_t seed;		/* tree balance seed, 0: random */
 };
 
 /* Backend and agent figures, for tests, benchmarks and `samepage stat`. */

@@ -34,7 +34,7 @@ int cmd_demo_sim(int argc, char **argv)
 	tags = calloc(NPAGES, sizeof(*tags));
 	if (!tags || sp_sim_new(&sim) ||
 	    sp_engine_new(&(struct sp_engine_config){ .ops = &sp_sim_ops,
-						      .be = sim, .seed = 1 },
+						      .be = sim },
 			  &e)) {
 		fprintf(stderr, "samepage demo: out of memory\n");
 		return 1;

@@ -66,7 +66,7 @@ static int knob_ok(enum sp_knob knob, const char *val)
 	if (sp_sim_new(&sim))
 		return -ENOMEM;
 	err = sp_engine_new(&(struct sp_engine_config){ .ops = &sp_sim_ops,
-							.be = sim, .seed = 1 },
+							.be = sim },
 			    &e);
 	if (!err) {
 		err = sp_knob_set(e, knob, x);

@@ -680,7 +680,6 @@ static int agent_start(const struct sp_agent_config *cfg,
 	if (err)
 		goto out_free;
 	ec.be = a->lx;
-	ec.seed = cfg ? cfg->seed : 0;
 	/* The engine first: its fork handlers must be registered before
 	 * ours, so that ours take mem_lock before the engine lock. */
 	err = sp_engine_new(&ec, &a->e);

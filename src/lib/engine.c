@@ -6,7 +6,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "engine.h"
 #include "util/hash.h"
@@ -156,15 +155,11 @@ int sp_engine_new(const struct sp_engine_config *cfg, struct sp_engine **out)
 	const struct sp_allocator *al;
 	struct sp_engine *e;
 	unsigned char zero[SP_PAGE_SIZE] = { 0 };
-	uint64_t seed;
 	int err;
 
 	if (!cfg || !ops_complete(cfg->ops) || !out)
 		return -EINVAL;
 	al = cfg->alloc ? cfg->alloc : &sp_libc_allocator;
-	seed = cfg->seed;
-	if (!seed && getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-		seed = (uint64_t)(uintptr_t)&seed ^ 0x5eed5eed5eedull;
 	e = al->alloc(al->ctx, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
@@ -182,11 +177,12 @@ int sp_engine_new(const struct sp_engine_config *cfg, struct sp_engine **out)
 	e->spaces.next = e->spaces.prev = &e->spaces;
 	e->cursor.s = &e->spaces;
 	sp_chunktab_init(&e->chunks, &e->mem);
-	sp_unstable_init(&e->unstable, seed, &e->mem);
-	err = sp_stable_init(&e->stable, cfg->ops, cfg->be, e->staging,
-			     seed * 0x9e3779b97f4a7c15ull + 1, &e->mem,
-			     &e->fixed);
+	err = sp_unstable_init(&e->unstable, REC_CSUM_BITS, &e->mem);
+	if (!err)
+		err = sp_stable_init(&e->stable, cfg->ops, cfg->be, e->staging,
+				     &e->mem, &e->fixed);
 	if (err) {
+		sp_unstable_destroy(&e->unstable);
 		sp_mem_free(&e->fixed, e->buf, 3 * SP_PAGE_SIZE);
 		al->free(al->ctx, e, sizeof(*e));
 		return err;

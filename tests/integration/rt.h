@@ -32,7 +32,7 @@ static struct sp_agent *A;
  * exit 77 saying why merging cannot run here. */
 static inline void rt_start_or_skip(const char *prog)
 {
-	struct sp_agent_config cfg = { .run = 0, .seed = 7 };
+	struct sp_agent_config cfg = { .run = 0 };
 	char why[512];
 	int err = sp_agent_start(&cfg, &A, why, sizeof(why));
 

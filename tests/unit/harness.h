@@ -38,7 +38,7 @@ static inline void h_fill(void *page, uint64_t v)
 
 static inline void h_init(struct h *h, unsigned nspace)
 {
-	struct sp_engine_config cfg = { .ops = &sp_sim_ops, .be = NULL, .seed = 42 };
+	struct sp_engine_config cfg = { .ops = &sp_sim_ops, .be = NULL };
 
 	memset(h, 0, sizeof(*h));
 	assert_int_equal(sp_sim_new(&h->sim), 0);

@@ -253,8 +253,7 @@ static void test_threads_and_fork(void **state)
 	assert_int_equal(sp_sim_new(&g_sim), 0);
 	assert_int_equal(sp_engine_new(&(struct sp_engine_config){
 						.ops = &locked_ops,
-						.be = g_sim,
-						.seed = 5 },
+						.be = g_sim },
 				       &c.e), 0);
 	for (unsigned s = 0; s < NSP; s++) {
 		assert_int_equal(sp_sim_space_new(g_sim, &c.sp[s]), 0);

@@ -1,7 +1,9 @@
 /*
- * stable.c - stable node pool, stable tree, chains and dups.
+ * stable.c - stable node pool, the index over it, chains and dups.
  */
 #include "stable.h"
+
+#include "../util/hash.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -10,14 +12,14 @@
 #include <string.h>
 
 #define STRIDE sizeof(struct sp_snode)
+#define IDX_MIN 256u		/* fewest buckets */
+#define IDX_MAX (1u << 31)	/* most buckets */
 
 int sp_stable_init(struct sp_stable *st, const struct sp_backend_ops *ops,
-		   void *be, void *const *staging, uint64_t seed,
-		   const struct sp_mem *mem, const struct sp_mem *fixed)
+		   void *be, void *const *staging, const struct sp_mem *mem,
+		   const struct sp_mem *fixed)
 {
 	memset(st, 0, sizeof(*st));
-	st->tree.root = SP_INIL;
-	st->tree.seed = seed;
 	st->free_head = SP_INIL;
 	st->ops = ops;
 	st->be = be;
@@ -25,20 +27,26 @@ int sp_stable_init(struct sp_stable *st, const struct sp_backend_ops *ops,
 	st->mem = *mem;
 	st->fixed = *fixed;
 	st->buf = sp_mem_alloc(&st->fixed, 2 * SP_PAGE_SIZE);
-	return st->buf ? 0 : -ENOMEM;
+	if (!st->buf || sp_ibuckets_resize(&st->idx, &st->mem, IDX_MIN)) {
+		sp_mem_free(&st->fixed, st->buf, 2 * SP_PAGE_SIZE);
+		st->buf = NULL;
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 void sp_stable_destroy(struct sp_stable *st)
 {
 	sp_mem_free(&st->mem, st->node, (size_t)st->cap * STRIDE);
 	sp_mem_free(&st->fixed, st->buf, 2 * SP_PAGE_SIZE);
+	sp_ibuckets_free(&st->idx, &st->mem);
 	st->node = NULL;
 	st->buf = NULL;
 	st->cap = 0;
 }
 
-/* The second scratch page: holds a key taken from a node's own content
- * while the walk reads other nodes into the first. */
+/* The second scratch page: the verifier holds a chain's content there
+ * while it reads each dup's into the first. */
 static void *kbuf(struct sp_stable *st)
 {
 	return (char *)st->buf + SP_PAGE_SIZE;
@@ -69,7 +77,7 @@ static int node_alloc(struct sp_stable *st, uint32_t *out)
 	*out = st->free_head;
 	st->free_head = st->node[*out].next;
 	memset(&st->node[*out], 0, STRIDE);
-	st->node[*out].left = st->node[*out].right = SP_INIL;
+	st->node[*out].hnext = SP_INIL;
 	st->node[*out].next = SP_INIL;
 	st->nlive++;
 	return 0;
@@ -127,131 +135,109 @@ static uint32_t pick(struct sp_stable *st, uint32_t i, uint64_t max_sharing)
 	return SP_INIL;
 }
 
-uint32_t sp_stable_search(struct sp_stable *st, const void *key,
-			  uint64_t max_sharing, struct sp_ipath *path,
-			  uint32_t *match)
+/* ---- the index ------------------------------------------------------ */
+
+/* Link every PLAIN and CHAIN node again after the heads were replaced. */
+static void idx_relink(struct sp_stable *st)
 {
-	uint32_t i = st->tree.root;
+	for (uint32_t i = 0; i < st->cap; i++) {
+		struct sp_snode *n = sn(st, i);
+		uint32_t *h;
 
-	sp_ipath_init(path);
-	*match = SP_INIL;
-	while (i != SP_INIL) {
-		const void *c = sp_stable_content(st, i);
-		int r;
+		if (n->kind != SN_PLAIN && n->kind != SN_CHAIN)
+			continue;
+		h = sp_ibucket(&st->idx, n->hash);
+		n->hnext = *h;
+		*h = i;
+	}
+}
 
+/* Keep between 1/8 and 1 node per bucket.  A failed resize keeps the
+ * old heads: chains get longer, nothing is lost.  Called only where the
+ * index holds exactly the PLAIN and CHAIN nodes (idx_relink goes by
+ * kind), after idx_add / idx_del and the kind changes around them. */
+static void idx_fit(struct sp_stable *st)
+{
+	uint32_t want;
+
+	if (st->nindexed > st->idx.n && st->idx.n < IDX_MAX)
+		want = st->idx.n * 2;
+	else if (st->nindexed < st->idx.n / 8 && st->idx.n > IDX_MIN)
+		want = sp_pow2_at_least((uint64_t)st->nindexed * 2, IDX_MIN,
+					IDX_MAX);
+	else
+		return;
+	if (sp_ibuckets_resize(&st->idx, &st->mem, want) == 0)
+		idx_relink(st);
+}
+
+/* The link that points at indexed node @i (a bucket head or a node's
+ * hnext). */
+static uint32_t *idx_link(struct sp_stable *st, uint32_t i)
+{
+	uint32_t *l = sp_ibucket(&st->idx, sn(st, i)->hash);
+
+	while (*l != i) {
+		assert(*l != SP_INIL);	/* @i is not indexed: corrupt */
+		l = &sn(st, *l)->hnext;
+	}
+	return l;
+}
+
+static void idx_add(struct sp_stable *st, uint32_t i)
+{
+	uint32_t *h = sp_ibucket(&st->idx, sn(st, i)->hash);
+
+	sn(st, i)->hnext = *h;
+	*h = i;
+	st->nindexed++;
+}
+
+static void idx_del(struct sp_stable *st, uint32_t i)
+{
+	*idx_link(st, i) = sn(st, i)->hnext;
+	sn(st, i)->hnext = SP_INIL;
+	st->nindexed--;
+}
+
+/* Node @to (same hash) takes indexed node @from's place. */
+static void idx_swap(struct sp_stable *st, uint32_t from, uint32_t to)
+{
+	assert(sn(st, from)->hash == sn(st, to)->hash);
+	*idx_link(st, from) = to;
+	sn(st, to)->hnext = sn(st, from)->hnext;
+	sn(st, from)->hnext = SP_INIL;
+}
+
+int sp_stable_search(struct sp_stable *st, uint32_t hash, const void *key,
+		     uint64_t max_sharing, uint32_t *match, uint32_t *out)
+{
+	*match = *out = SP_INIL;
+	for (uint32_t i = *sp_ibucket(&st->idx, hash); i != SP_INIL;
+	     i = sn(st, i)->hnext) {
+		const void *c;
+
+		if (sn(st, i)->hash != hash)
+			continue;
+		c = sp_stable_content(st, i);
 		if (!c)
-			goto abandon;
-		r = memcmp(key, c, SP_PAGE_SIZE);
-		if (r == 0) {
+			return -EAGAIN;
+		if (!memcmp(key, c, SP_PAGE_SIZE)) {
 			*match = i;
-			return pick(st, i, max_sharing);
-		}
-		if (sp_ipath_push(path, i, r > 0) < 0)
-			goto abandon;
-		i = r < 0 ? sn(st, i)->left : sn(st, i)->right;
-	}
-	return SP_INIL;
-abandon:
-	path->depth = SP_IPATH_MAX + 1;
-	return SP_INIL;
-}
-
-/* Path from the root to tree node @i, by its content; falls back to a
- * walk of the whole tree if the content walk misses (it cannot, unless
- * the tree is corrupt).  Return: 0, or -1 if @i is not in the tree. */
-static int path_to(struct sp_stable *st, uint32_t i, struct sp_ipath *path)
-{
-	const void *key = content_into(st, i, kbuf(st));
-	uint32_t j = st->tree.root;
-
-	sp_ipath_init(path);
-	while (key && j != SP_INIL && j != i) {
-		const void *c = sp_stable_content(st, j);
-		int r = c ? memcmp(key, c, SP_PAGE_SIZE) : 0;
-
-		if (r == 0 || sp_ipath_push(path, j, r > 0) < 0)
-			break;
-		j = r < 0 ? sn(st, j)->left : sn(st, j)->right;
-	}
-	if (j == i)
-		return 0;
-	assert(!"stable tree: content walk missed a node");
-	/* Exhaustive depth-first search, keeping the path. */
-	sp_ipath_init(path);
-	j = st->tree.root;
-	while (j != SP_INIL) {
-		if (j == i)
+			*out = pick(st, i, max_sharing);
 			return 0;
-		if (sn(st, j)->left != SP_INIL) {
-			if (sp_ipath_push(path, j, 0) < 0)
-				return -1;
-			j = sn(st, j)->left;
-			continue;
-		}
-		if (sn(st, j)->right != SP_INIL) {
-			if (sp_ipath_push(path, j, 1) < 0)
-				return -1;
-			j = sn(st, j)->right;
-			continue;
-		}
-		/* Leaf: climb to the nearest ancestor with an untried right. */
-		for (;;) {
-			if (!path->depth)
-				return -1;
-			path->depth--;
-			j = path->node[path->depth];
-			if (!path->right[path->depth] &&
-			    sn(st, j)->right != SP_INIL) {
-				path->right[path->depth] = 1;
-				path->depth++;
-				j = sn(st, j)->right;
-				break;
-			}
 		}
 	}
-	return -1;
+	return 0;
 }
 
-static void tree_remove(struct sp_stable *st, uint32_t i)
-{
-	struct sp_ipath path;
-
-	if (path_to(st, i, &path) == 0)
-		sp_itreap_delete(&st->tree, st->node, STRIDE, &path, i);
-}
-
-/* Insert tree node @i by its own content (no equal content may exist).
- * Only a corrupt tree can make the walk too deep; @i then stays out of
- * the tree, which sp_stable_verify() reports. */
-static void tree_insert(struct sp_stable *st, uint32_t i)
-{
-	const void *key = content_into(st, i, kbuf(st));
-	struct sp_ipath path;
-	uint32_t j = st->tree.root;
-
-	sp_ipath_init(&path);
-	while (j != SP_INIL) {
-		const void *c = sp_stable_content(st, j);
-		int r = (key && c) ? memcmp(key, c, SP_PAGE_SIZE) : 1;
-
-		assert(r != 0);
-		if (sp_ipath_push(&path, j, r >= 0) < 0) {
-			assert(!"stable tree deeper than SP_IPATH_MAX");
-			return;
-		}
-		j = r < 0 ? sn(st, j)->left : sn(st, j)->right;
-	}
-	sp_itreap_insert(&st->tree, st->node, STRIDE, &path, i);
-}
-
-int sp_stable_new(struct sp_stable *st, uint32_t slot,
-		  const struct sp_ipath *path, uint32_t match, uint32_t *out)
+int sp_stable_new(struct sp_stable *st, uint32_t slot, uint32_t hash,
+		  uint32_t match, uint32_t *out)
 {
 	uint32_t i, c = SP_INIL;
 	int err;
 
-	if (match == SP_INIL && path->depth > SP_IPATH_MAX)
-		return -E2BIG;
+	assert(match == SP_INIL || sn(st, match)->hash == hash);
 	if (match != SP_INIL && sn(st, match)->kind == SN_PLAIN) {
 		err = node_alloc(st, &c);
 		if (err)
@@ -266,21 +252,23 @@ int sp_stable_new(struct sp_stable *st, uint32_t slot,
 	sn(st, i)->kind = SN_PLAIN;
 	sn(st, i)->flags = SNF_NEW;
 	sn(st, i)->spage = slot;
+	sn(st, i)->hash = hash;
 	*out = i;
 
 	if (match == SP_INIL) {
-		sp_itreap_insert(&st->tree, st->node, STRIDE, path, i);
+		idx_add(st, i);
+		idx_fit(st);
 		return 0;
 	}
 	if (c != SP_INIL) {
 		/* Turn plain @match into chain @c holding @match as a dup. */
-		tree_remove(st, match);
 		sn(st, c)->kind = SN_CHAIN;
+		sn(st, c)->hash = sn(st, match)->hash;
+		idx_swap(st, match, c);
 		sn(st, c)->next = match;
 		sn(st, c)->sharers = 1;
 		sn(st, match)->kind = SN_DUP;
 		sn(st, match)->next = SN_TAIL | c;
-		tree_insert(st, c);
 		st->chains++;
 		st->dups++;
 		match = c;
@@ -311,11 +299,10 @@ static void collapse(struct sp_stable *st, uint32_t c)
 {
 	uint32_t d = sn(st, c)->next;
 
-	tree_remove(st, c);
+	idx_swap(st, c, d);
 	sn(st, d)->kind = SN_PLAIN;
 	sn(st, d)->next = SP_INIL;
 	node_free(st, c);
-	tree_insert(st, d);
 	st->chains--;
 	st->dups--;
 }
@@ -328,9 +315,10 @@ static void maybe_free(struct sp_stable *st, uint32_t i)
 	if (n->sharers || n->pending)
 		return;
 	if (n->kind == SN_PLAIN) {
-		tree_remove(st, i);
+		idx_del(st, i);
 		release_page(st, i);
 		node_free(st, i);
+		idx_fit(st);
 		return;
 	}
 	assert(n->kind == SN_DUP);
@@ -340,7 +328,7 @@ static void maybe_free(struct sp_stable *st, uint32_t i)
 	for (link = &sn(st, c)->next; *link != i; link = &sn(st, *link)->next)
 		assert(!(*link & SN_TAIL));
 	*link = n->next;
-	/* Release before any tree work: the chain's content is another dup. */
+	/* The chain's content is now another dup's. */
 	release_page(st, i);
 	node_free(st, i);
 	st->dups--;
@@ -377,9 +365,8 @@ void sp_stable_unpend(struct sp_stable *st, uint32_t i)
 
 struct vstate {
 	struct sp_stable *st;
-	char *prev;		/* content of the previous node in order */
-	int have_prev;
-	uint64_t shared, sharing, chains, dups, pages;
+	uint8_t *seen;		/* per node: met on a bucket chain */
+	uint64_t shared, sharing, chains, dups, pages, indexed;
 	char *why;
 	size_t whylen;
 };
@@ -405,57 +392,76 @@ static int vpage(struct vstate *v, uint32_t i)
 	return 0;
 }
 
-static int vnode(struct vstate *v, uint32_t i, unsigned depth)
+static int vchain(struct vstate *v, uint32_t i)
+{
+	struct sp_stable *st = v->st;
+	struct sp_snode *n = sn(st, i);
+	const void *cc = content_into(st, i, kbuf(st));
+	uint32_t count = 0, d;
+	int err;
+
+	v->chains++;
+	for (d = n->next; !(d & SN_TAIL); d = sn(st, d)->next) {
+		const void *dc;
+
+		if (d >= st->cap || sn(st, d)->kind != SN_DUP)
+			return vfail(v, "chain lists a non-dup", i);
+		if ((err = vpage(v, d)))
+			return err;
+		dc = sp_stable_content(st, d);
+		if (!cc || !dc || memcmp(cc, dc, SP_PAGE_SIZE) ||
+		    sn(st, d)->hash != n->hash)
+			return vfail(v, "dup content or hash differs", d);
+		if (++count > st->cap)
+			return vfail(v, "chain list cycles", i);
+	}
+	if (d != (SN_TAIL | i))
+		return vfail(v, "dup list does not end at its chain", i);
+	if (count != n->sharers || count < 2)
+		return vfail(v, "chain dup count wrong or < 2", i);
+	v->dups += count;
+	return 0;
+}
+
+/* Indexed node @i, met on the chain of bucket @b: its place, its hash,
+ * and that no node after it on the chain has its content. */
+static int vnode(struct vstate *v, uint32_t i, uint32_t b)
 {
 	struct sp_stable *st = v->st;
 	struct sp_snode *n = sn(st, i);
 	const void *c;
 	int err;
 
-	if (depth > SP_IPATH_MAX * 2)
-		return vfail(v, "tree too deep or cyclic", i);
-	if (n->left != SP_INIL && (err = vnode(v, n->left, depth + 1)))
+	if (i >= st->cap)
+		return vfail(v, "bucket chain names no node", b);
+	if (v->seen[i]++)
+		return vfail(v, "met twice in the index (cycle?)", i);
+	if ((n->hash & (st->idx.n - 1)) != b)
+		return vfail(v, "in the wrong bucket", i);
+	if (n->kind == SN_PLAIN)
+		err = vpage(v, i);
+	else if (n->kind == SN_CHAIN)
+		err = vchain(v, i);
+	else
+		return vfail(v, "index holds a free or dup node", i);
+	if (err)
 		return err;
-	if (n->kind == SN_PLAIN) {
-		if ((err = vpage(v, i)))
-			return err;
-	} else if (n->kind == SN_CHAIN) {
-		uint32_t count = 0;
-		const void *cc = content_into(st, i, kbuf(st));
-
-		v->chains++;
-		uint32_t d;
-
-		for (d = n->next; !(d & SN_TAIL); d = sn(st, d)->next) {
-			const void *dc;
-
-			if (d >= st->cap || sn(st, d)->kind != SN_DUP)
-				return vfail(v, "chain lists a non-dup", i);
-			if ((err = vpage(v, d)))
-				return err;
-			dc = sp_stable_content(st, d);
-			if (!cc || !dc || memcmp(cc, dc, SP_PAGE_SIZE))
-				return vfail(v, "dup content differs", d);
-			if (++count > st->cap)
-				return vfail(v, "chain list cycles", i);
-		}
-		if (d != (SN_TAIL | i))
-			return vfail(v, "dup list does not end at its chain", i);
-		if (count != n->sharers || count < 2)
-			return vfail(v, "chain dup count wrong or < 2", i);
-		v->dups += count;
-	} else {
-		return vfail(v, "tree holds a free or dup node", i);
-	}
-	c = sp_stable_content(st, i);
+	c = content_into(st, i, kbuf(st));
 	if (!c)
 		return vfail(v, "content unreadable", i);
-	if (v->have_prev && memcmp(v->prev, c, SP_PAGE_SIZE) >= 0)
-		return vfail(v, "content out of order or repeated", i);
-	memcpy(v->prev, c, SP_PAGE_SIZE);
-	v->have_prev = 1;
-	if (n->right != SP_INIL && (err = vnode(v, n->right, depth + 1)))
-		return err;
+	if ((uint32_t)sp_hash_page(c) != n->hash)
+		return vfail(v, "hash is not its content's", i);
+	for (uint32_t j = n->hnext; j != SP_INIL && j < st->cap;
+	     j = sn(st, j)->hnext) {
+		const void *o;
+
+		if (sn(st, j)->hash != n->hash)
+			continue;
+		o = sp_stable_content(st, j);
+		if (o && !memcmp(c, o, SP_PAGE_SIZE))
+			return vfail(v, "content indexed twice", j);
+	}
+	v->indexed++;
 	return 0;
 }
 
@@ -465,23 +471,27 @@ int sp_stable_verify(struct sp_stable *st, char *why, size_t whylen)
 	uint32_t nfree = 0;
 	int err = 0;
 
-	if (sp_itreap_check(&st->tree, st->node, STRIDE, st->cap) < 0)
-		return vfail(&v, "treap heap order broken", st->tree.root);
-	v.prev = malloc(SP_PAGE_SIZE);
-	if (!v.prev)
+	if (!st->idx.n || (st->idx.n & (st->idx.n - 1)))
+		return vfail(&v, "bucket count not a power of two", st->idx.n);
+	v.seen = calloc(st->cap ? st->cap : 1, 1);
+	if (!v.seen)
 		return -ENOMEM;
-	if (st->tree.root != SP_INIL)
-		err = vnode(&v, st->tree.root, 0);
-	free(v.prev);
+	for (uint32_t b = 0; b < st->idx.n && !err; b++)
+		for (uint32_t i = st->idx.head[b]; i != SP_INIL && !err;
+		     i = sn(st, i)->hnext)
+			err = vnode(&v, i, b);
+	free(v.seen);
 	if (err)
 		return err;
+	if (v.indexed != st->nindexed)
+		return vfail(&v, "indexed node count wrong", st->nindexed);
 	for (uint32_t f = st->free_head; f != SP_INIL; f = st->node[f].next)
 		if (++nfree > st->cap)
 			return vfail(&v, "free list cycles", f);
 	if (nfree + st->nlive != st->cap)
 		return vfail(&v, "nodes leaked (neither free nor reachable)", 0);
 	if (v.pages + v.chains != st->nlive)
-		return vfail(&v, "live nodes unreachable from the tree", 0);
+		return vfail(&v, "live nodes unreachable from the index", 0);
 	if (v.shared != st->pages_shared || v.sharing != st->pages_sharing ||
 	    v.chains != st->chains || v.dups != st->dups) {
 		if (why)

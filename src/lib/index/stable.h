@@ -1,13 +1,20 @@
 /*
  * stable.h - the stable tree: one node per distinct content of the stable
- * pages, ordered by that content (immutable, so the tree is always exact).
+ * pages.  KSM keeps them in a red-black tree ordered by content; ours is
+ * a chained hash index keyed by the low 32 bits of the content's XXH3-64,
+ * kept in the node.  A search reads the bytes of a node only when its
+ * hash equals the key's, so it touches one bucket head and a chain of one
+ * or two nodes instead of ~2 log n cold nodes and pages.  The content of
+ * a stable page never changes, so the index is always exact (the
+ * verifier checks every hash against its page).  "Tree" stays in the
+ * names, as in KSM's counters and documentation.
  *
  * Node kinds (enum sp_snode_kind), all in one index-named pool:
- *   PLAIN  a stable page in the tree; @sharers virtual pages map it.
+ *   PLAIN  a stable page in the index; @sharers virtual pages map it.
  *   CHAIN  a content shared by more pages than max_page_sharing allows on
- *          one page: in the tree, it holds a list of DUPs (@next is the
+ *          one page: in the index, it holds a list of DUPs (@next is the
  *          first, @sharers counts them).  Its content is its dups'.
- *   DUP    a stable page hanging off a chain (not in the tree); @next
+ *   DUP    a stable page hanging off a chain (not in the index); @next
  *          links the chain's list, and the last dup's @next is the chain
  *          itself tagged with SN_TAIL, so a dup finds its chain without
  *          a field of its own (lists are short: sharers / limit).
@@ -35,7 +42,7 @@
 #include <stdint.h>
 
 #include "../util/alloc.h"
-#include "../util/itreap.h"
+#include "../util/ibuckets.h"
 #include "samepage.h"
 
 enum sp_snode_kind { SN_FREE = 0, SN_PLAIN, SN_CHAIN, SN_DUP };
@@ -46,7 +53,9 @@ enum sp_snode_kind { SN_FREE = 0, SN_PLAIN, SN_CHAIN, SN_DUP };
 #define SN_TAIL 0x80000000u	/* tags the chain index ending a dup list */
 
 struct sp_snode {		/* 24 bytes: metadata paid per stable page */
-	uint32_t left, right;	/* treap links (PLAIN, CHAIN) */
+	uint32_t hnext;		/* PLAIN, CHAIN: next node of its bucket */
+	uint32_t hash;		/* (uint32_t)sp_hash_page(content); a chain's
+				 * and its dups' are the same */
 	uint32_t spage;		/* PLAIN/DUP: stable page; NEW: staging slot */
 	uint32_t sharers;	/* PLAIN/DUP: mappers; CHAIN: number of dups */
 	uint32_t next;		/* CHAIN: first dup; DUP: next dup or
@@ -56,8 +65,13 @@ struct sp_snode {		/* 24 bytes: metadata paid per stable page */
 	uint8_t flags;		/* SNF_* */
 };
 
+/* Invariants (sp_stable_verify): every PLAIN and CHAIN node is on the
+ * chain of bucket (hash & (idx.n - 1)) exactly once, and no other node
+ * is on any; no two of them have the same content; idx.n is a power of
+ * two, grown when the index holds more nodes than buckets. */
 struct sp_stable {
-	struct sp_itreap tree;
+	struct sp_ibuckets idx;		/* heads of the index's chains */
+	uint32_t nindexed;		/* PLAIN + CHAIN nodes */
 	struct sp_snode *node;		/* pool */
 	uint32_t cap;			/* nodes allocated */
 	uint32_t free_head;		/* first FREE node, SP_INIL if none */
@@ -73,12 +87,12 @@ struct sp_stable {
 };
 
 /* sp_stable_init - an empty tree over backend @ops/@be; NEW nodes read
- * their content from @staging[slot]; nodes come from @mem, scratch
- * from @fixed.  Return: 0 or -ENOMEM. */
+ * their content from @staging[slot]; nodes and buckets come from @mem,
+ * scratch from @fixed.  Return: 0 or -ENOMEM. */
 int sp_stable_init(struct sp_stable *st, const struct sp_backend_ops *ops,
-		   void *be, void *const *staging, uint64_t seed,
-		   const struct sp_mem *mem, const struct sp_mem *fixed);
-/* sp_stable_destroy - free the pool; releases no page (see sp_stable_drain). */
+		   void *be, void *const *staging, const struct sp_mem *mem,
+		   const struct sp_mem *fixed);
+/* sp_stable_destroy - free the pool and the index; releases no page. */
 void sp_stable_destroy(struct sp_stable *st);
 
 static inline struct sp_snode *sn(const struct sp_stable *st, uint32_t i)
@@ -91,26 +105,26 @@ static inline struct sp_snode *sn(const struct sp_stable *st, uint32_t i)
 const void *sp_stable_content(struct sp_stable *st, uint32_t i);
 
 /*
- * sp_stable_search - find the content @key in the stable tree.
- * *match gets the tree node (PLAIN or CHAIN) with equal content, or
- * SP_INIL, in which case @path ends where a node with this content would
- * be inserted.  The walk is abandoned (*match SP_INIL, path depth set to
- * SP_IPATH_MAX + 1) if the path would exceed SP_IPATH_MAX.
- * Return: a node (PLAIN or DUP) that can take one more sharer under
+ * sp_stable_search - find the content @key, whose hash (low 32 bits of
+ * sp_hash_page) is @hash, in the stable tree.  *match gets the indexed
+ * node (PLAIN or CHAIN) with equal content, or SP_INIL; *out a node
+ * (PLAIN or DUP) of it that can take one more sharer under
  * @max_sharing, or SP_INIL.  A chosen dup moves to its chain's head.
+ * Return: 0, or -EAGAIN (both SP_INIL) if the bytes of a node with the
+ * same hash could not be read: whether the content is there is unknown,
+ * and no node may be made for it.
  */
-uint32_t sp_stable_search(struct sp_stable *st, const void *key,
-			  uint64_t max_sharing, struct sp_ipath *path,
-			  uint32_t *match);
+int sp_stable_search(struct sp_stable *st, uint32_t hash, const void *key,
+		     uint64_t max_sharing, uint32_t *match, uint32_t *out);
 
 /*
- * sp_stable_new - a NEW node whose content is staging slot @slot, placed
- * where sp_stable_search() said: in the tree at @path if @match is
- * SP_INIL, else as a dup of @match (a PLAIN @match becomes a chain).
- * Return: 0 and *out, -ENOMEM, or -E2BIG if @path was abandoned.
+ * sp_stable_new - a NEW node whose content is staging slot @slot, with
+ * hash @hash, placed as sp_stable_search() with the same key said: in
+ * the index if @match is SP_INIL, else as a dup of @match (a PLAIN @match
+ * becomes a chain).  Return: 0 and *out, or -ENOMEM.
  */
-int sp_stable_new(struct sp_stable *st, uint32_t slot,
-		  const struct sp_ipath *path, uint32_t match, uint32_t *out);
+int sp_stable_new(struct sp_stable *st, uint32_t slot, uint32_t hash,
+		  uint32_t match, uint32_t *out);
 
 /* sp_stable_set_page - a NEW node got its stable page (written). */
 void sp_stable_set_page(struct sp_stable *st, uint32_t i, sp_spage_t page);
@@ -125,8 +139,9 @@ void sp_stable_drop_sharer(struct sp_stable *st, uint32_t i);
 void sp_stable_unpend(struct sp_stable *st, uint32_t i);
 
 /*
- * sp_stable_verify - check content order, heap order, chains, and that
- * the counters match the nodes.  Return: 0 or -EUCLEAN (@why filled).
+ * sp_stable_verify - check the index (each node in its bucket once, no
+ * content twice, each hash its content's), chains, and that the
+ * counters match the nodes.  Return: 0 or -EUCLEAN (@why filled).
  */
 int sp_stable_verify(struct sp_stable *st, char *why, size_t whylen);
 

@@ -1,23 +1,29 @@
 /*
- * unstable.c - the unstable tree's node arena.
+ * unstable.c - the unstable tree's node arena and its index.
  */
 #include "unstable.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-void sp_unstable_init(struct sp_unstable *u, uint64_t seed,
-		      const struct sp_mem *mem)
+#define IDX_MIN 256u		/* fewest buckets */
+
+int sp_unstable_init(struct sp_unstable *u, unsigned csum_bits,
+		     const struct sp_mem *mem)
 {
 	memset(u, 0, sizeof(*u));
-	u->tree.root = SP_INIL;
-	u->tree.seed = seed;
 	u->mem = *mem;
+	u->max_buckets = 1u << (csum_bits < 31 ? csum_bits : 31);
+	if (u->max_buckets < IDX_MIN)
+		u->max_buckets = IDX_MIN;
+	return sp_ibuckets_resize(&u->idx, &u->mem, IDX_MIN);
 }
 
 void sp_unstable_destroy(struct sp_unstable *u)
 {
 	sp_mem_free(&u->mem, u->node, (size_t)u->cap * sizeof(struct sp_unode));
+	sp_ibuckets_free(&u->idx, &u->mem);
 	u->node = NULL;
 	u->n = u->cap = 0;
 }
@@ -44,6 +50,23 @@ static uint32_t roomy(uint64_t n)
 	return c > SP_UREF_STABLE ? SP_UREF_STABLE : (uint32_t)c;
 }
 
+/* New heads for @want buckets, and every node of this pass linked
+ * again.  A failed resize keeps the old heads: chains get longer. */
+static void rebucket(struct sp_unstable *u, uint32_t want)
+{
+	if (want == u->idx.n) {
+		sp_ibuckets_clear(&u->idx);
+	} else if (sp_ibuckets_resize(&u->idx, &u->mem, want)) {
+		sp_ibuckets_clear(&u->idx);
+	}
+	for (uint32_t i = 0; i < u->n; i++) {
+		uint32_t *h = sp_ibucket(&u->idx, u->node[i].csum);
+
+		u->node[i].next = *h;
+		*h = i;
+	}
+}
+
 void sp_unstable_reset(struct sp_unstable *u)
 {
 	/* Size the arena for the larger of the last two passes. */
@@ -53,11 +76,13 @@ void sp_unstable_reset(struct sp_unstable *u)
 	if (u->cap > roomy(used))
 		resize(u, roomy(used));
 	u->n = 0;
-	u->tree.root = SP_INIL;
+	rebucket(u, sp_pow2_at_least(used, IDX_MIN, u->max_buckets));
 }
 
-uint32_t sp_unstable_alloc(struct sp_unstable *u, uint32_t ref)
+uint32_t sp_unstable_add(struct sp_unstable *u, uint32_t ref, uint32_t csum)
 {
+	uint32_t *h;
+
 	if (u->n == u->cap) {
 		if (u->cap >= SP_UREF_STABLE)
 			return SP_INIL;
@@ -65,7 +90,12 @@ uint32_t sp_unstable_alloc(struct sp_unstable *u, uint32_t ref)
 		if (u->n == u->cap)
 			return SP_INIL;
 	}
-	u->node[u->n].left = u->node[u->n].right = SP_INIL;
+	if (u->n >= 2 * (uint64_t)u->idx.n && u->idx.n < u->max_buckets)
+		rebucket(u, u->idx.n * 2);
+	h = sp_ibucket(&u->idx, csum);
+	u->node[u->n].next = *h;
 	u->node[u->n].ref = ref;
+	u->node[u->n].csum = csum;
+	*h = u->n;
 	return u->n++;
 }

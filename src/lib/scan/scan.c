@@ -164,76 +164,50 @@ static int should_skip(struct sp_engine *e, struct sp_rec *r)
 
 /* ---- the unstable tree ----------------------------------------------- */
 
-/* Compare @key with the live page of unstable node @i naming page @ref.
- * Return: 0 and *order set, or -1 if the node is dead (see unstable.h),
- * names the page being scanned, or its page cannot be read. */
-static int unode_cmp(struct sp_engine *e, uint32_t i, uint32_t ref,
-		     uint32_t self, const void *key, int *order)
+/* Whether unstable node @i, naming page @ref, is a live page other than
+ * @self whose live bytes equal @key.  Its checksum already matched. */
+static int unode_equal(struct sp_engine *e, uint32_t i, uint32_t ref,
+		       uint32_t self, const void *key)
 {
 	struct sp_chunk *c = sp_chunk_by_id(&e->chunks, ref >> SP_CHUNK_SHIFT);
 	unsigned slot = ref & (SP_CHUNK_PAGES - 1);
 	struct sp_rec *r;
+	int order;
 
 	if (!c || ref == self)
-		return -1;
+		return 0;
 	r = &c->rec[slot];
 	if (rec_state(r) != REC_UNSTABLE || r->link != i)
-		return -1;
-	if (e->ops->cmp(e->be, c->be_space, page_addr(c, slot), key, order))
-		return -1;
-	return 0;
-}
-
-/* Content a stable ref routes by, or NULL if the stable node is gone. */
-static const void *unode_stable(struct sp_engine *e, uint32_t ref)
-{
-	uint32_t s = ref & ~SP_UREF_STABLE;
-
-	if (s >= e->stable.cap || sn(&e->stable, s)->kind == SN_FREE)
-		return NULL;
-	return sp_stable_content(&e->stable, s);
+		return 0;
+	if (e->ops->cmp(e->be, c->be_space, page_addr(c, slot), key, &order))
+		return 0;
+	return order == 0;
 }
 
 /*
- * Search the unstable tree for a page equal to @key (page id @self);
- * insert @self if none.  Return: the equal node (a page node, live), or
- * SP_INIL; *inserted gets the new node or SP_INIL.  Dead nodes route
- * left; an equal stable ref (its stable page was full) routes right.
+ * Search the unstable tree for a live page equal to @key (page id @self,
+ * checksum @csum); insert @self if none.  Only nodes with the same
+ * checksum have their page read (see unstable.h).
+ * Return: the equal node, or SP_INIL; *inserted gets the new node or
+ * SP_INIL.
  */
-static uint32_t unstable_search_insert(struct sp_engine *e, const void *key,
-				       uint32_t self, uint32_t *inserted)
+static uint32_t unstable_search_insert(struct sp_engine *e, uint32_t csum,
+				       const void *key, uint32_t self,
+				       uint32_t *inserted)
 {
 	struct sp_unstable *u = &e->unstable;
-	struct sp_ipath path;
-	uint32_t i = u->tree.root, n;
 
 	*inserted = SP_INIL;
-	sp_ipath_init(&path);
-	while (i != SP_INIL) {
+	for (uint32_t i = sp_unstable_first(u, csum); i != SP_INIL;
+	     i = u->node[i].next) {
 		uint32_t ref = u->node[i].ref;
-		const void *c;
-		int r;
 
-		if (ref & SP_UREF_STABLE) {
-			c = unode_stable(e, ref);
-			r = c ? memcmp(key, c, SP_PAGE_SIZE) : -1;
-			if (r == 0)
-				r = 1;
-		} else {
-			if (unode_cmp(e, i, ref, self, key, &r))
-				r = -1;
-			else if (r == 0)
-				return i;
-		}
-		if (sp_ipath_push(&path, i, r > 0) < 0)
-			return SP_INIL;
-		i = r < 0 ? u->node[i].left : u->node[i].right;
+		if (u->node[i].csum != csum || (ref & SP_UREF_STABLE))
+			continue;
+		if (unode_equal(e, i, ref, self, key))
+			return i;
 	}
-	n = sp_unstable_alloc(u, self);
-	if (n == SP_INIL)
-		return SP_INIL;
-	sp_itreap_insert(&u->tree, u->node, sizeof(struct sp_unode), &path, n);
-	*inserted = n;
+	*inserted = sp_unstable_add(u, self, csum);
 	return SP_INIL;
 }
 
@@ -270,12 +244,11 @@ static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
 		   struct sp_rec *r, uint32_t self, const void *p, uint64_t h)
 {
 	struct sp_stable *st = &e->stable;
-	struct sp_ipath spath;
 	uint32_t d, match, q, ins, node;
 	struct sp_action *a;
 	int slot;
 
-	/* The key: a private snapshot that no writer can change mid-walk. */
+	/* The key: a private snapshot that no writer can change mid-search. */
 	if (p != scratch(e, 0))
 		memcpy(scratch(e, 0), p, SP_PAGE_SIZE);
 	p = scratch(e, 0);
@@ -284,17 +257,17 @@ static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
 		act_add(w, i, ACT_ZERO);
 		return;
 	}
-	d = sp_stable_search(st, p, e->knob[SP_KNOB_MAX_PAGE_SHARING], &spath,
-			     &match);
+	if (sp_stable_search(st, (uint32_t)h, p,
+			     e->knob[SP_KNOB_MAX_PAGE_SHARING], &match, &d))
+		return;		/* unknown whether it is there: next pass */
 	if (d != SP_INIL) {
 		sn(st, d)->pending++;
 		act_add(w, i, ACT_JOIN)->snode = d;
 		return;
 	}
-	if (match == SP_INIL && spath.depth > SP_IPATH_MAX)
-		return;		/* abandoned walk: try again next pass */
 
-	q = unstable_search_insert(e, p, self, &ins);
+	q = unstable_search_insert(e, (uint32_t)h & REC_CSUM_MASK, p, self,
+				   &ins);
 	if (ins != SP_INIL) {
 		rec_set_state(r, REC_UNSTABLE);
 		r->link = ins;
@@ -312,12 +285,12 @@ static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
 	if (q == SP_INIL)
 		return;
 	/* @q's page equals our key: a new stable page with the key as its
-	 * content, placed where the stable walk (keyed by the same bytes)
-	 * said; nothing changed the stable tree since. */
+	 * content, placed as the stable search (same key) said; nothing
+	 * changed the stable tree since. */
 	slot = stage(e, w, p);
 	if (slot < 0)
 		return;
-	if (sp_stable_new(st, (uint32_t)slot, &spath, match, &node)) {
+	if (sp_stable_new(st, (uint32_t)slot, (uint32_t)h, match, &node)) {
 		w->nstage--;
 		return;
 	}
@@ -434,8 +407,7 @@ static void shared_joins(struct sp_engine *e, struct sp_window *w)
 	for (unsigned k = 0; k < w->nglob; k++) {
 		unsigned slot = chunk_slot(w->gaddr[k]);
 		struct sp_rec *r = &w->chunk->rec[slot];
-		uint32_t self = page_id(w->chunk, slot), match, node;
-		struct sp_ipath path;
+		uint32_t self = page_id(w->chunk, slot), match, node, d;
 		const void *c = NULL;
 
 		if (w->gout[k] == SP_SPAGE_NONE)
@@ -443,11 +415,14 @@ static void shared_joins(struct sp_engine *e, struct sp_window *w)
 		if (rec_state(r) == REC_UNSTABLE && r->link == w->gnode[k] &&
 		    e->unstable.node[w->gnode[k]].ref == self)
 			c = e->ops->stable_peek(e->be, w->gout[k], scratch(e, 1));
-		if (c)
-			sp_stable_search(st, c, e->knob[SP_KNOB_MAX_PAGE_SHARING],
-					 &path, &match);
-		if (!c || match != SP_INIL ||
-		    sp_stable_new(st, 0, &path, SP_INIL, &node)) {
+		/* The store found it by that hash, which it computed
+		 * itself from the page's bytes. */
+		if (!c || sp_stable_search(st, (uint32_t)w->ghash[k], c,
+					   e->knob[SP_KNOB_MAX_PAGE_SHARING],
+					   &match, &d) ||
+		    match != SP_INIL ||
+		    sp_stable_new(st, 0, (uint32_t)w->ghash[k], SP_INIL,
+				  &node)) {
 			e->ops->stable_release(e->be, w->gout[k], 1);
 			continue;
 		}
