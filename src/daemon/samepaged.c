@@ -227,6 +227,7 @@ static int do_intern(struct client *c, const uint8_t *pages, uint32_t n)
 		else
 			r[i] = ref_of(g);
 	}
+	store_flush(c->dom->st);
 	return reply(c, SPP_INTERN_R, n, r, n * sizeof(*r), -1);
 }
 

@@ -85,6 +85,9 @@ struct store {
 	uint64_t nom_inserts, nom_clock;
 	uint64_t born;		/* first segment's creation, clock ticks
 				 * since boot (/proc/PID/stat starttime) */
+	/* Pages written through our mapping and not yet dropped from it:
+	 * the run of wr_n gids from wr_first (one segment). */
+	uint32_t wr_first, wr_n;
 	struct store_stats s;
 };
 
@@ -291,6 +294,14 @@ uint32_t store_lookup(struct store *st, uint64_t hash)
 	return ST_NONE;
 }
 
+void store_flush(struct store *st)
+{
+	if (st->wr_n)
+		madvise(page_of(st, st->wr_first), (size_t)st->wr_n * PS,
+			MADV_DONTNEED);
+	st->wr_n = 0;
+}
+
 int store_intern(struct store *st, const void *page, uint32_t *gid)
 {
 	uint64_t h = sp_hash_page(page);
@@ -308,10 +319,17 @@ int store_intern(struct store *st, const void *page, uint32_t *gid)
 	if (err)
 		return err;
 	memcpy(page_of(st, g), page, PS);
-	/* Our own mapping of it is for writing only: drop it, so that the
-	 * page is shared by the processes that map it and counted (Pss)
-	 * among them alone.  The page stays in the memfd. */
-	madvise(page_of(st, g), PS, MADV_DONTNEED);
+	/* Our own mapping of it is for writing only: it is dropped (see
+	 * store_flush), so that the page is shared by the processes that map
+	 * it and counted (Pss) among them alone.  The page stays in the
+	 * memfd.  New slots come in order, so pages written together drop
+	 * in one call (one TLB flush, not one per page). */
+	if (st->wr_n && (g != st->wr_first + st->wr_n ||
+			 g >> ST_SEG_SHIFT != st->wr_first >> ST_SEG_SHIFT))
+		store_flush(st);
+	if (!st->wr_n)
+		st->wr_first = g;
+	st->wr_n++;
 	s = slot_of(st, g);
 	s->hash = h;
 	s->refs = 0;

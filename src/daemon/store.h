@@ -54,6 +54,11 @@ uint32_t store_lookup(struct store *st, uint64_t hash);
  */
 int store_intern(struct store *st, const void *page, uint32_t *gid);
 
+/* store_flush - drop from the daemon's own mapping the pages interned
+ * since the last flush (until then they count in the daemon's Pss).
+ * Call after each batch of store_intern.  Never fails. */
+void store_flush(struct store *st);
+
 /* store_live - whether @gid names a live page. */
 int store_live(const struct store *st, uint32_t gid);
 
