@@ -255,15 +255,20 @@ static sp_spage_t adopt(struct sp_linux *lx, const struct spp_ref *r)
 	return lx->seg[k].base + r->slot;
 }
 
-/* Send the bytes of pages @idx[0..m) and adopt what the daemon made. */
-static void upload(struct sp_linux *lx, void *space, const uintptr_t *addr,
-		   const unsigned *idx, unsigned m, sp_spage_t *out)
+/* INTERN messages sent before the first answer is read.  Each answer
+ * waits in our receive queue, which holds net.unix.max_dgram_qlen (10 by
+ * default) messages; a daemon that cannot queue one drops the client. */
+#define UPLOAD_DEPTH 4
+
+/* Send one INTERN with the bytes of pages @idx[0..m) (those still
+ * readable); @sent gets their indices.  Return: pages sent (0: none, no
+ * message), or -1 if the connection failed. */
+static int upload_send(struct sp_linux *lx, void *space, const uintptr_t *addr,
+		       const unsigned *idx, unsigned m, unsigned *sent)
 {
 	struct lx_client *c = &lx->cl;
 	uint8_t *pages = c->buf + SPP_MAX_MSG;
-	unsigned sent[SPP_MAX_INTERN], k = 0;
-	struct spp_ref r[SPP_MAX_INTERN];
-	ssize_t n;
+	unsigned k = 0;
 
 	for (unsigned i = 0; i < m; i++) {
 		uint8_t *dst = pages + (size_t)k * LX_PS;
@@ -275,18 +280,81 @@ static void upload(struct sp_linux *lx, void *space, const uintptr_t *addr,
 			memcpy(dst, p, LX_PS);
 		sent[k++] = idx[i];
 	}
-	if (!k)
-		return;
-	n = spp_call(c->sock, SPP_INTERN, k, pages, (size_t)k * LX_PS,
-		     SPP_INTERN_R, c->buf, NULL);
-	if (n != (ssize_t)(sizeof(struct spp_hdr) + k * sizeof(*r))) {
+	if (k && spp_send(c->sock, SPP_INTERN, k, pages, (size_t)k * LX_PS,
+			  -1, 0)) {
 		cl_down(lx);
-		return;
+		return -1;
 	}
-	memcpy(r, c->buf + sizeof(struct spp_hdr), k * sizeof(*r));
+	return (int)k;
+}
+
+/* Read the answer to an INTERN of pages @sent[0..k) into @got (by page
+ * index).  Return: 0, or -1 if the connection failed. */
+static int upload_recv(struct sp_linux *lx, const unsigned *sent, unsigned k,
+		       struct spp_ref *got)
+{
+	struct lx_client *c = &lx->cl;
+	struct spp_ref r[SPP_MAX_INTERN];
+	struct spp_hdr h;
+	ssize_t n = spp_recv(c->sock, c->buf, NULL, 0);
+
+	if (n == (ssize_t)(sizeof(h) + k * sizeof(*r)))
+		memcpy(&h, c->buf, sizeof(h));
+	if (n != (ssize_t)(sizeof(h) + k * sizeof(*r)) ||
+	    h.type != SPP_INTERN_R) {
+		cl_down(lx);
+		return -1;
+	}
+	memcpy(r, c->buf + sizeof(h), k * sizeof(*r));
 	c->uploads += k;
-	for (unsigned i = 0; i < k && c->sock >= 0; i++)
-		out[sent[i]] = adopt(lx, &r[i]);
+	for (unsigned i = 0; i < k; i++)
+		got[sent[i]] = r[i];
+	return 0;
+}
+
+/*
+ * Send the bytes of pages @idx[0..m) and adopt what the daemon made.
+ * Up to UPLOAD_DEPTH messages are in flight: the daemon stores one batch
+ * while we read and send the next, and the scanner waits for the daemon
+ * about once per UPLOAD_DEPTH batches instead of once per batch (on a
+ * busy machine each wait is a wake-up of the daemon and then of us).
+ * Answers come in order (SOCK_SEQPACKET).  Nothing is adopted before
+ * the last answer is in: adopting may itself call the daemon (for a
+ * segment's fd), which must not meet an answer still in the queue.  On
+ * a failure, what was not adopted is simply not ours: the daemon drops
+ * a lost client's references.
+ */
+static void upload(struct sp_linux *lx, void *space, const uintptr_t *addr,
+		   const unsigned *idx, unsigned m, sp_spage_t *out)
+{
+	unsigned sent[UPLOAD_DEPTH][SPP_MAX_INTERN], cnt[UPLOAD_DEPTH];
+	unsigned head = 0, tail = 0;	/* messages sent / answered */
+	struct spp_ref got[LX_HOLD_MAX];
+
+	for (unsigned i = 0; i < m; i++)
+		got[idx[i]].seg = SPP_SEG_NONE;
+	for (unsigned i = 0; i < m || tail < head;) {
+		if (i < m && head - tail < UPLOAD_DEPTH) {
+			unsigned b = m - i < SPP_MAX_INTERN ? m - i :
+							       SPP_MAX_INTERN;
+			int k = upload_send(lx, space, addr, idx + i, b,
+					    sent[head % UPLOAD_DEPTH]);
+
+			i += b;
+			if (k < 0)
+				return;
+			if (k > 0)
+				cnt[head++ % UPLOAD_DEPTH] = (unsigned)k;
+			continue;
+		}
+		if (upload_recv(lx, sent[tail % UPLOAD_DEPTH],
+				cnt[tail % UPLOAD_DEPTH], got))
+			return;
+		tail++;
+	}
+	for (unsigned i = 0; i < m && lx->cl.sock >= 0; i++)
+		if (got[idx[i]].seg != SPP_SEG_NONE)
+			out[idx[i]] = adopt(lx, &got[idx[i]]);
 }
 
 int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
@@ -318,9 +386,8 @@ int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
 		else if (r[i].seg != SPP_SEG_NONE)
 			out[i] = adopt(lx, &r[i]);
 	}
-	for (unsigned i = 0; i < nup && c->sock >= 0; i += SPP_MAX_INTERN)
-		upload(lx, space, addr, up + i,
-		       nup - i < SPP_MAX_INTERN ? nup - i : SPP_MAX_INTERN, out);
+	if (nup && c->sock >= 0)
+		upload(lx, space, addr, up, nup, out);
 	cl_flush(lx);
 	return 0;
 }
