@@ -45,6 +45,7 @@
 
 #include "store.h"
 #include "util/hash.h"
+#include "util/proctime.h"
 
 #define PS 4096u
 #define PM_FILE (1ULL << 61)
@@ -174,21 +175,6 @@ int store_seg_fd(struct store *st, uint32_t seg)
 	return fd < 0 ? -errno : fd;
 }
 
-/* Now, in the unit of /proc/PID/stat's starttime (clock ticks since
- * boot, CLOCK_BOOTTIME), rounded down: a process that started in this
- * very tick counts as started after. */
-static uint64_t boot_ticks(void)
-{
-	struct timespec ts;
-	long hz = sysconf(_SC_CLK_TCK);
-
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	if (hz <= 0)
-		hz = 100;
-	return (uint64_t)ts.tv_sec * (uint64_t)hz +
-	       (uint64_t)ts.tv_nsec / (1000000000ull / (uint64_t)hz);
-}
-
 static int seg_new(struct store *st)
 {
 	size_t len = (size_t)ST_SEG_PAGES * PS;
@@ -230,7 +216,7 @@ static int seg_new(struct store *st)
 	g->dev = sb.st_dev;
 	g->ino = sb.st_ino;
 	if (!st->nseg)
-		st->born = boot_ticks();
+		st->born = sp_boot_ticks();
 	st->nseg++;
 	return 0;
 fail:
@@ -506,27 +492,11 @@ static void mark(struct store *st, uint8_t *keep, uint32_t k, uint32_t first,
  * or unknown), or -1 if it is gone. */
 static int started_before(const struct store *st, pid_t pid)
 {
-	char path[64], buf[1024], *p;
-	unsigned long long start;
-	ssize_t n;
-	int fd;
+	uint64_t start;
+	int err = sp_proc_start(pid, &start);
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT || errno == ESRCH ? -1 : 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	/* comm may hold spaces and ')': fields resume after the last ')'.
-	 * starttime is field 22; field 3 (state) follows ") ". */
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
-				"%*u %*u %*d %*d %*d %*d %*d %*d %llu",
-			 &start) != 1)
-		return 0;
+	if (err)
+		return err == -ENOENT || err == -ESRCH ? -1 : 0;
 	return start < st->born;
 }
 

@@ -37,6 +37,7 @@
 
 #include "linux.h"
 #include "lx_sys.h"
+#include "../util/proctime.h"
 
 #define GROW_BYTES (64ull << 20)	/* memfd and view grow in 64 MiB */
 
@@ -85,14 +86,7 @@ int lx_seg_new(struct sp_linux *lx, char *why, size_t whylen)
 	seg->view = view;
 	seg->dev = st.st_dev;
 	seg->ino = st.st_ino;
-	{
-		struct timespec ts;
-
-		clock_gettime(CLOCK_BOOTTIME, &ts);
-		seg->born = (uint64_t)ts.tv_sec * (uint64_t)sysconf(_SC_CLK_TCK) +
-			    (uint64_t)ts.tv_nsec * (uint64_t)sysconf(_SC_CLK_TCK) /
-				    1000000000u;
-	}
+	seg->born = sp_boot_ticks();
 	if (lx->nseg)
 		sp_ralloc_destroy(&lx->ra);
 	sp_ralloc_init(&lx->ra, LX_SEG_PAGES, &lx->mem);
@@ -347,31 +341,6 @@ static void mark_reached(struct sp_linux *lx, const struct vmap *v,
 	}
 }
 
-/* A process's start, in clock ticks since boot (0 if unknown). */
-static uint64_t proc_start(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long start = 0;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	/* Field 22; the name (field 2) may hold spaces: skip past its ')'. */
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
-			 "%*u %*u %*d %*d %*d %*d %*d %*d %llu", &start) != 1)
-		return 0;
-	return start;
-}
-
 /*
  * Other processes of our uid that may map our store: after a fork, our
  * descendants (even reparented ones).  The memfd is close-on-exec and
@@ -405,7 +374,9 @@ static void mark_others(struct sp_linux *lx, uint8_t *keep)
 			continue;
 		{
 			int e = read_maps(lx, pid, &m);
-			uint64_t born = proc_start(pid);
+			uint64_t born = 0;
+
+			sp_proc_start(pid, &born);	/* 0 if unknown */
 
 			/* Gone meanwhile: maps nothing.  Unreadable: may map
 			 * anything, if it could have inherited our store. */
