@@ -55,10 +55,16 @@ static const struct sp_backend_ops t_ops = {
 static uint64_t meta, fixed;
 static void *staging[1];
 
+/* The bytes of value @v: every byte v's low one, v itself first. */
+static void fill_page(void *pg, uint64_t v)
+{
+	memset(pg, (int)(v & 0xff), PS);
+	memcpy(pg, &v, sizeof(v));
+}
+
 static void fill(unsigned k, uint64_t v)
 {
-	memset(pages[k], (int)(v & 0xff), PS);
-	memcpy(pages[k], &v, sizeof(v));
+	fill_page(pages[k], v);
 }
 
 static uint32_t h32(unsigned k)
@@ -137,10 +143,7 @@ static void collision(uint64_t *a, uint64_t *b)
 	assert_non_null(e);
 	assert_non_null(pg);
 	for (uint64_t v = 0; v < N; v++) {
-		uint64_t x = v + 1;
-
-		memset(pg, (int)(x & 0xff), PS);
-		memcpy(pg, &x, sizeof(x));
+		fill_page(pg, v + 1);
 		e[v] = (uint64_t)(uint32_t)sp_hash_page(pg) << 32 | v;
 	}
 	qsort(e, N, sizeof(*e), u64_cmp);

@@ -54,11 +54,8 @@ static uint32_t roomy(uint64_t n)
  * again.  A failed resize keeps the old heads: chains get longer. */
 static void rebucket(struct sp_unstable *u, uint32_t want)
 {
-	if (want == u->idx.n) {
+	if (want == u->idx.n || sp_ibuckets_resize(&u->idx, &u->mem, want))
 		sp_ibuckets_clear(&u->idx);
-	} else if (sp_ibuckets_resize(&u->idx, &u->mem, want)) {
-		sp_ibuckets_clear(&u->idx);
-	}
 	for (uint32_t i = 0; i < u->n; i++) {
 		uint32_t *h = sp_ibucket(&u->idx, u->node[i].csum);
 
