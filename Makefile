@@ -50,8 +50,9 @@ test-asan: $(BUILD_ASAN)/build.ninja
 	$(MESON) test -C $(BUILD_ASAN) --print-errorlogs --no-suite slow \
 		--no-suite run
 	@# samepaged itself under ASan+UBSan, serving programs of the plain
-	@# build (test-plain built them): garbage, control, reclaim, a kill.
-	for sc in malformed control reclaim kill; do \
+	@# build (test-plain built them): garbage, control, reclaim, a kill,
+	@# the directory growing.
+	for sc in malformed control reclaim kill grow; do \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		./$(BUILD)/tests/test_cross ./$(BUILD)/samepage \

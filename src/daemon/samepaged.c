@@ -405,6 +405,23 @@ static int handle(struct client *c, size_t len)
 		close(fd);
 		return err;
 	}
+	case SPP_GETDIR: {
+		struct spp_dir r = { 0, (uint32_t)spp_dir_tag(c->id) };
+		int fd = store_dir_fd(c->dom->st, &r.entries), err;
+
+		if (fd < 0)
+			return reply_err(c, fd);
+		err = reply(c, SPP_DIR, 1, &r, sizeof(r), fd);
+		close(fd);
+		return err;
+	}
+	case SPP_NOMINATE: {
+		const uint64_t *hs = (const uint64_t *)(const void *)body;
+
+		for (uint32_t i = 0; i < h.count; i++)
+			store_propose(c->dom->st, hs[i], c->id);
+		return 0;
+	}
 	case SPP_LOOKUP:
 		return do_lookup(c, (const uint64_t *)(const void *)body,
 				 h.count);

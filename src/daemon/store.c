@@ -21,11 +21,10 @@
  * bytes, computed here (a client's claims are never trusted): lookup by
  * hash, intern by hash then memcmp.
  *
- * Nominations.  A 4-way set-associative table of 8-byte entries (56 bits
- * of the hash, 8 bits of client tag; the set is picked by hash bits the
- * entry keeps, so the table grows without forgetting) remembers who last
- * found no partner for a hash; a second client with the same hash is
- * told to upload.
+ * Nominations and the directory (dir.c).  A lossy table, shared
+ * read-only with the clients, remembers who last found no partner for a
+ * hash and which hashes the store holds; a second client with the same
+ * hash uploads the page.
  * Collisions cost a missed or useless upload, never a wrong merge: every
  * merge compares bytes.
  */
@@ -43,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dir.h"
 #include "store.h"
 #include "util/hash.h"
 #include "util/proctime.h"
@@ -83,11 +83,8 @@ struct store {
 	uint32_t *bucket;	/* heads, ST_NONE: empty */
 	uint32_t nbucket;	/* power of two */
 	uint64_t nlive;
-	uint64_t *nom;		/* nominations: hash & ~0xff | client byte;
-				 * 0 is empty */
-	uint32_t nnom;		/* power of two */
-	uint32_t nom_used;	/* entries not empty */
-	uint64_t nom_clock;
+	struct dir dir;		/* nominations; an entry SPP_DIR_STORED for
+				 * (most) live pages' hashes */
 	uint64_t born;		/* first segment's creation, clock ticks
 				 * since boot (/proc/PID/stat starttime) */
 	/* Pages written through our mapping and not yet dropped from it:
@@ -131,9 +128,8 @@ int store_new(struct store **out)
 		return -ENOMEM;
 	st->nbucket = 1024;
 	st->bucket = malloc(st->nbucket * sizeof(uint32_t));
-	st->nnom = 1u << 16;
-	st->nom = calloc(st->nnom, sizeof(uint64_t));
-	if (!st->bucket || !st->nom) {
+	st->dir.fd = -1;
+	if (!st->bucket || dir_init(&st->dir, 1u << 16)) {
 		store_free(st);
 		return -ENOMEM;
 	}
@@ -154,7 +150,7 @@ void store_free(struct store *st)
 	free(st->freel);
 	free(st->pend);
 	free(st->bucket);
-	free(st->nom);
+	dir_free(&st->dir);
 	free(st);
 }
 
@@ -173,6 +169,12 @@ int store_seg_fd(struct store *st, uint32_t seg)
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", st->seg[seg].fd);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
+}
+
+int store_dir_fd(struct store *st, uint32_t *entries)
+{
+	*entries = st->dir.n;
+	return dir_fd(&st->dir);
 }
 
 static int seg_new(struct store *st)
@@ -275,6 +277,14 @@ static void rehash(struct store *st)
 	st->nbucket = n;
 }
 
+/* The store holds @hash now: nominations of it are done with, and
+ * clients should LOOKUP it. */
+static void publish(struct store *st, uint64_t hash)
+{
+	dir_drop(&st->dir, hash, 0);
+	dir_put(&st->dir, hash, SPP_DIR_STORED);
+}
+
 uint32_t store_lookup(struct store *st, uint64_t hash)
 {
 	for (uint32_t g = st->bucket[hash & (st->nbucket - 1)]; g != ST_NONE;
@@ -302,6 +312,7 @@ int store_intern(struct store *st, const void *page, uint32_t *gid)
 	for (g = st->bucket[b]; g != ST_NONE; g = slot_of(st, g)->next)
 		if (slot_of(st, g)->hash == h && !memcmp(page_of(st, g), page, PS)) {
 			st->s.deduped++;
+			publish(st, h);
 			*gid = g;
 			return 0;
 		}
@@ -330,6 +341,7 @@ int store_intern(struct store *st, const void *page, uint32_t *gid)
 	st->s.interned++;
 	if (st->nlive > 2ull * st->nbucket)
 		rehash(st);
+	publish(st, h);
 	/* A new page without a reference yet: reclaimable if nobody takes
 	 * it (the caller takes one at once). */
 	*gid = g;
@@ -373,83 +385,34 @@ void store_unref(struct store *st, uint32_t gid)
 	st->pend[st->npend++] = gid;
 }
 
-#define NOM_HASH (~(uint64_t)0xff)	/* the hash bits an entry keeps */
-
-/* The first way of @hash's set in a table of @n entries. */
-static uint32_t nom_set(uint64_t hash, uint32_t n)
-{
-	return (uint32_t)(hash >> 8) & (n - 1) & ~3u;		/* 4-way */
-}
-
-/* Put @e in its set of table @t (@n entries): an empty way, else one
- * chosen by the clock, so that hashes colliding here do not keep
- * evicting each other in the same order.  Return: 1 if a way was empty. */
-static int nom_put(struct store *st, uint64_t *t, uint32_t n, uint64_t e)
-{
-	uint64_t *b = &t[nom_set(e, n)];
-
-	for (uint32_t w = 0; w < 4; w++)
-		if (!b[w]) {
-			b[w] = e;
-			return 1;
-		}
-	b[++st->nom_clock % 4] = e;
-	return 0;
-}
-
-/* Double the table, every nomination kept. */
-static void nom_grow(struct store *st)
-{
-	uint32_t n = st->nnom * 2, used = 0;
-	uint64_t *t = calloc(n, sizeof(*t));
-
-	if (!t)
-		return;		/* keeps working, with more evictions */
-	for (uint32_t i = 0; i < st->nnom; i++)
-		if (st->nom[i])
-			used += (uint32_t)nom_put(st, t, n, st->nom[i]);
-	free(st->nom);
-	st->nom = t;
-	st->nnom = n;
-	st->nom_used = used;
-}
-
 int store_nominate(struct store *st, uint64_t hash, uint32_t client)
 {
-	uint64_t *b = &st->nom[nom_set(hash, st->nnom)];
-	uint64_t me = client % 255 + 1;		/* never 0: 0 is empty */
+	uint64_t me = spp_dir_tag(client), t;
 
-	for (uint32_t w = 0; w < 4; w++) {
-		if (b[w] && (b[w] & NOM_HASH) == (hash & NOM_HASH)) {
-			if ((b[w] & 0xff) == me)
-				return 0;	/* ours already */
-			b[w] = 0;
-			st->nom_used--;
-			return 1;
-		}
+	/* The caller found no live page: a STORED entry is stale. */
+	dir_drop(&st->dir, hash, SPP_DIR_STORED);
+	t = dir_find(&st->dir, hash, me);
+	if (t && t != me) {
+		/* The pair is found; the upload publishes the page. */
+		dir_drop(&st->dir, hash, 0);
+		return 1;
 	}
-	st->nom_used += (uint32_t)nom_put(st, st->nom, st->nnom,
-					  (hash & NOM_HASH) | me);
-	/* Grow past a quarter full: sets that fill by chance evict, and an
-	 * evicted nomination costs its page a pass or more (half full: the
-	 * headline workload converged in 1.6-1.8 s, not 1.0-1.3).  The
-	 * table used to start empty when it grew, forgetting the
-	 * nominations of the first passes: their pages merged passes
-	 * later, when smart scan had begun to skip them. */
-	if (st->nom_used > st->nnom / 4 && st->nnom < (1u << 24))
-		nom_grow(st);
+	if (!t)
+		dir_put(&st->dir, hash, me);
 	return 0;
+}
+
+void store_propose(struct store *st, uint64_t hash, uint32_t client)
+{
+	if (store_lookup(st, hash) != ST_NONE)
+		dir_put(&st->dir, hash, SPP_DIR_STORED);
+	else
+		dir_put(&st->dir, hash, spp_dir_tag(client));
 }
 
 void store_forget_client(struct store *st, uint32_t client)
 {
-	uint32_t me = client % 255 + 1;
-
-	for (uint32_t i = 0; i < st->nnom; i++)
-		if (st->nom[i] && (st->nom[i] & 0xff) == me) {
-			st->nom[i] = 0;
-			st->nom_used--;
-		}
+	dir_drop_tag(&st->dir, spp_dir_tag(client));
 }
 
 /* ---- reclaim ------------------------------------------------------------ */
@@ -575,6 +538,7 @@ static void slot_free(struct store *st, uint32_t g)
 		pp = &slot_of(st, *pp)->next;
 	}
 	*pp = s->next;
+	dir_drop(&st->dir, s->hash, SPP_DIR_STORED);
 	s->state = SL_FREE;
 	s->in_pend = 0;
 	st->nlive--;
@@ -654,7 +618,7 @@ uint64_t store_reclaim(struct store *st, const uid_t *uids, unsigned nuids)
 void store_stats_get(const struct store *st, struct store_stats *out)
 {
 	uint64_t meta = sizeof(*st) + (uint64_t)st->nbucket * 4 +
-			(uint64_t)st->nnom * 8 + (uint64_t)st->freecap * 4 +
+			dir_bytes(&st->dir) + (uint64_t)st->freecap * 4 +
 			(uint64_t)st->pendcap * 4;
 
 	*out = st->s;

@@ -1,7 +1,7 @@
 /*
  * store.h - samepaged's shared stable store for one trust domain: sealed
  * memfd segments of page slots, the content index over them, reference
- * counts, nominations, and reclaim.
+ * counts, nominations (the directory, dir.h), and reclaim.
  *
  * Not thread-safe: the daemon is one thread, and calls these between
  * messages.
@@ -67,18 +67,31 @@ int store_live(const struct store *st, uint32_t gid);
 void store_ref(struct store *st, uint32_t gid);
 void store_unref(struct store *st, uint32_t gid);
 
+/* store_dir_fd - a new read-only fd of the directory (dir.h) for a
+ * client (caller closes it), and its size in *@entries; or -errno. */
+int store_dir_fd(struct store *st, uint32_t *entries);
+
 /*
- * store_nominate - process @client found no partner for content @hash in
- * itself.  Return: 1 if another process nominated the same hash recently
- * (it is worth making a stable page now), else 0 (recorded).  Lossy.
+ * store_nominate - process @client asked for @hash (LOOKUP) and the store
+ * has no such page.  Return: 1 if another process nominated the same
+ * hash recently (it is worth making a stable page now; the nomination is
+ * used up), else 0 (recorded).  Lossy.
  */
 int store_nominate(struct store *st, uint64_t hash, uint32_t client);
+
+/*
+ * store_propose - process @client found no partner for @hash in itself
+ * and saw nothing in the directory (NOMINATE, one way): record its
+ * nomination, or the STORED entry if the store has the page after all
+ * (the client will LOOKUP it next time).  Never fails (lossy).
+ */
+void store_propose(struct store *st, uint64_t hash, uint32_t client);
 
 /*
  * store_forget_client - @client is gone: drop its nominations, so that
  * nobody is told to upload for a partner that will never look (the
  * uploader would map a store page alone).  Entries of clients sharing
- * its 8-bit tag go too (the table is lossy).  O(table size).
+ * its tag (spp_dir_tag) go too (the table is lossy).  O(table size).
  */
 void store_forget_client(struct store *st, uint32_t client);
 

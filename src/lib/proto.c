@@ -107,7 +107,13 @@ static int shape(uint32_t type, size_t *item, uint32_t *min, uint32_t *max)
 	case SPP_HELLO_R: *item = sizeof(struct spp_hello_r); break;
 	case SPP_GETSEG: *item = sizeof(uint32_t); break;
 	case SPP_SEG: *item = sizeof(struct spp_seg); break;
-	case SPP_LOOKUP: *item = sizeof(uint64_t); *max = SPP_MAX_ITEMS; break;
+	case SPP_LOOKUP:
+	case SPP_NOMINATE:
+		*item = sizeof(uint64_t);
+		*max = SPP_MAX_ITEMS;
+		break;
+	case SPP_GETDIR: *item = sizeof(uint32_t); break;
+	case SPP_DIR: *item = sizeof(struct spp_dir); break;
 	case SPP_LOOKUP_R:
 	case SPP_UNREF:
 	case SPP_CLAIM:

@@ -14,6 +14,10 @@
  *   HELLO   c->d  body spp_hello           d: HELLO_R body spp_hello_r
  *   GETSEG  c->d  body u32 segment         d: SEG body spp_seg + the
  *                                             segment's read-only fd
+ *   GETDIR  c->d  body u32 (0)             d: DIR body spp_dir + a read-only
+ *                                             fd of the directory (below)
+ *   NOMINATE c->d count x u64 hash         no answer: "no partner for
+ *                                             these in me" (lossy, one way)
  *   LOOKUP  c->d  count x u64 hash         d: LOOKUP_R count x spp_ref:
  *                                             a stable page with that hash
  *                                             (a reference now held by the
@@ -39,7 +43,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define SPP_VERSION 1
+#define SPP_VERSION 2
 #define SPP_MAX_MSG (64u * 1024)	/* largest message, header included */
 #define SPP_PAGE 4096u
 #define SPP_MAX_INTERN 15u		/* pages per INTERN (fits SPP_MAX_MSG) */
@@ -56,6 +60,8 @@ enum spp_type {
 	SPP_STAT, SPP_STAT_R,
 	SPP_SET,
 	SPP_ERR,
+	SPP_GETDIR, SPP_DIR,
+	SPP_NOMINATE,
 	SPP_TYPE_END
 };
 
@@ -89,6 +95,55 @@ struct spp_seg {
 	uint32_t seg;
 	uint32_t pages;
 };
+
+/*
+ * The directory: the daemon's table of recent nominations and of the
+ * hashes its store holds, in a sealed memfd that clients map read-only,
+ * so that a client learns without a message whether a hash is worth a
+ * LOOKUP (stored), an upload (another process nominated it), nothing
+ * (it nominated the hash itself) or a one-way NOMINATE (unknown).
+ *
+ * Layout: struct spp_dir_hdr, then @entries (a power of two) u64 entries:
+ * 0 (empty) or hash & SPP_DIR_HASH | tag, where tag is a client's
+ * spp_dir_tag or SPP_DIR_STORED.  A hash lives in one of two sets of
+ * SPP_DIR_WAYS entries (spp_dir_set).  Lossy: entries are evicted when
+ * both sets are full, and a reader sees the daemon's writes as they
+ * happen (each entry is one aligned 64-bit store, never torn).  When the
+ * table grows the daemon makes a new memfd and sets @retired in the old
+ * one: a client then asks for the new one (GETDIR).  Nothing read here
+ * is trusted: it only chooses which message to send.
+ */
+struct spp_dir {
+	uint32_t entries;	/* in the fd's table */
+	uint32_t tag;		/* this client's tag in its entries */
+};
+
+struct spp_dir_hdr {
+	uint64_t magic;		/* SPP_DIR_MAGIC */
+	uint32_t entries;
+	uint32_t retired;	/* 1: a bigger table replaced this one */
+	uint64_t pad[6];	/* the entries start on a cache line */
+};
+
+#define SPP_DIR_MAGIC 0x7370646972303031ull	/* "spdir001" */
+#define SPP_DIR_WAYS 8u	/* a set is one cache line */
+#define SPP_DIR_HASH (~(uint64_t)0xff)	/* the hash bits an entry keeps */
+#define SPP_DIR_STORED 0xffu		/* tag: the store holds the hash */
+#define SPP_DIR_MAX (1u << 24)		/* entries, at most */
+
+/* The tag of client @id (1..254; distinct ids may share one). */
+static inline uint64_t spp_dir_tag(uint32_t id)
+{
+	return id % 254 + 1;
+}
+
+/* First entry of set @k (0 or 1) of @hash in a table of @n entries.  Both
+ * come from bits an entry keeps, so a bigger table can place it again. */
+static inline uint32_t spp_dir_set(uint64_t hash, uint32_t n, unsigned k)
+{
+	return (uint32_t)(hash >> (k ? 36 : 8)) & (n - 1) &
+	       ~(SPP_DIR_WAYS - 1);
+}
 
 /*
  * Counters a process reports and the daemon sums, in this order, named as

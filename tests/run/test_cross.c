@@ -7,6 +7,8 @@
  * SCENARIO:
  *   share      two unrelated programs with the same data (unique inside
  *              each) end on one frame per page; Pss of both drops
+ *   grow       the daemon's directory grows under two processes that
+ *              map it: they map the new one and still merge new data
  *   kill       SIGKILL of the daemon while writers run: the programs
  *              survive with every byte intact; a new daemon resumes
  *              merging (new data merges across them again)
@@ -217,6 +219,9 @@ static char sockpath[108], dir[64];
  * where vm.unprivileged_userfaultfd is 0). */
 static unsigned kid_uid;
 
+/* The content seed of the kids spawn() starts: equal seeds, equal data. */
+static const char *kid_seed = "42";
+
 static void spawn(struct kid *k, unsigned mib, unsigned writers)
 {
 	int to[2], from[2];
@@ -243,13 +248,13 @@ static void spawn(struct kid *k, unsigned mib, unsigned writers)
 			      "--clear-groups", "--inh-caps=+sys_ptrace",
 			      "--ambient-caps=+sys_ptrace", samepage_bin, "run",
 			      "--pages-to-scan", "4096", "--sleep-millisecs",
-			      "1", "--", self, "child", "42", mibs, ws,
+			      "1", "--", self, "child", kid_seed, mibs, ws,
 			      (char *)NULL);
 			_exit(127);
 		}
 		execl(samepage_bin, "samepage", "run", "--pages-to-scan", "4096",
-		      "--sleep-millisecs", "1", "--", self, "child", "42", mibs,
-		      ws, (char *)NULL);
+		      "--sleep-millisecs", "1", "--", self, "child", kid_seed,
+		      mibs, ws, (char *)NULL);
 		_exit(127);
 	}
 	close(to[0]);
@@ -430,6 +435,73 @@ static int scenario_share(void)
 	 * (8 MiB each side). */
 	if (before - after < 12 * 1024)
 		FAIL("Pss dropped by %ld kB only", before - after);
+	finish(&a);
+	finish(&b);
+	return 0;
+}
+
+static long long wait_stat(pid_t pid, const char *name, long long lo,
+			   long long hi, double secs);
+
+/* Bytes of the daemon's directory that process @pid maps (0: none). */
+static size_t dir_mapped(pid_t pid)
+{
+	char path[64], line[512];
+	size_t len = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		uintptr_t lo, hi;
+
+		if (strstr(line, "samepage-directory") &&
+		    sscanf(line, "%" SCNxPTR "-%" SCNxPTR, &lo, &hi) == 2)
+			len += hi - lo;
+	}
+	fclose(f);
+	return len;
+}
+
+/* The directory grows under processes that already map it: they map the
+ * new one and keep merging (a process reading the retired table would
+ * never see its partner's nominations). */
+static int scenario_grow(void)
+{
+	struct kid a, b, c;
+	char ans[64];
+	uintptr_t sa, sb;
+	size_t s, before;
+
+	start_daemon();
+	spawn(&a, 16, 0);
+	spawn(&b, 16, 0);
+	s = wait_shared(&a, a.addr, &b, b.addr, a.n, a.n, 60);
+	before = dir_mapped(a.pid);
+	if (s != a.n || !before)
+		FAIL("no merging before growth (%zu, directory %zu bytes)", s,
+		     before);
+	/* 65,536 pages of other data, nominated: more than 3/4 of the
+	 * first table's 65,536 entries. */
+	kid_seed = "7";
+	spawn(&c, 256, 0);
+	kid_seed = "42";
+	if (wait_stat(c.pid, "full_scans", 3, 1LL << 40, 60) < 3)
+		FAIL("the big process did not scan");
+	say(&a, "second", ans, sizeof(ans));
+	sa = strtoull(ans, NULL, 16);
+	say(&b, "second", ans, sizeof(ans));
+	sb = strtoull(ans, NULL, 16);
+	s = wait_shared(&a, sa, &b, sb, a.n, a.n, 60);
+	printf("grow: directory %zu -> %zu bytes in a process; %zu of %zu "
+	       "new pages shared\n", before, dir_mapped(a.pid), s, a.n);
+	if (dir_mapped(a.pid) <= before)
+		FAIL("the directory did not grow, or the process kept the old");
+	if (s != a.n)
+		FAIL("after growth only %zu of %zu pages merged", s, a.n);
+	finish(&c);
 	finish(&a);
 	finish(&b);
 	return 0;
@@ -1000,6 +1072,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (!strcmp(argv[3], "share"))
 		r = scenario_share();
+	else if (!strcmp(argv[3], "grow"))
+		r = scenario_grow();
 	else if (!strcmp(argv[3], "kill"))
 		r = scenario_kill();
 	else if (!strcmp(argv[3], "writers"))

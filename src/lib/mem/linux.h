@@ -81,7 +81,13 @@ struct lx_client {
 	struct spp_ref *unref;	/* references to give back */
 	uint32_t nunref;
 	uint8_t *buf;		/* SPP_MAX_MSG: messages in and out */
+	/* The daemon's directory (proto.h), mapped read-only; NULL: none
+	 * yet, or it was retired (ask again) */
+	const struct spp_dir_hdr *dir;
+	size_t dir_len;
+	uint64_t tag;		/* ours in its entries */
 	uint64_t lookups, named, uploads, disconnects;
+	uint64_t nominated, skipped;	/* hashes sent one way / not sent */
 	uint64_t report_ms;	/* last report */
 };
 

@@ -55,6 +55,16 @@ static uint64_t now_ms(void)
 
 /* ---- the connection ----------------------------------------------------- */
 
+static void dir_unmap(struct sp_linux *lx)
+{
+	struct lx_client *c = &lx->cl;
+
+	if (!c->dir)
+		return;
+	munmap((void *)(uintptr_t)c->dir, c->dir_len);
+	c->dir = NULL;
+}
+
 /* The daemon run we counted references with is gone to us: its
  * segments become lost (mapped, never counted again), and we forget
  * which of its segments we had and every count. */
@@ -68,6 +78,7 @@ static void forget_run(struct sp_linux *lx)
 	for (unsigned k = 0; k < 256; k++)
 		c->gmap[k] = -1;
 	sp_u32map_clear(&c->uses);
+	dir_unmap(lx);
 }
 
 static void cl_down(struct sp_linux *lx)
@@ -232,6 +243,87 @@ static int seg_get(struct sp_linux *lx, uint32_t g)
 	return (int)lx->nseg++;
 }
 
+/* Map the daemon's current directory (GETDIR).  Return: 0 or -errno;
+ * without one every hash is simply asked (LOOKUP). */
+static int dir_get(struct sp_linux *lx)
+{
+	struct lx_client *c = &lx->cl;
+	uint32_t zero = 0;
+	struct spp_dir r;
+	struct stat st;
+	size_t len;
+	void *view;
+	int fd = -1;
+	ssize_t n;
+
+	dir_unmap(lx);
+	n = spp_call(c->sock, SPP_GETDIR, 1, &zero, sizeof(zero), SPP_DIR,
+		     c->buf, &fd);
+	if (n < 0 || fd < 0) {
+		if (n < 0 && n != -ENOENT && n != -ENOMEM)
+			cl_down(lx);
+		return n < 0 ? (int)n : -EPROTO;
+	}
+	memcpy(&r, c->buf + sizeof(struct spp_hdr), sizeof(r));
+	len = sizeof(struct spp_dir_hdr) + (size_t)r.entries * 8;
+	if (r.entries < 2 * SPP_DIR_WAYS || r.entries > SPP_DIR_MAX ||
+	    (r.entries & (r.entries - 1)) || !r.tag || r.tag >= SPP_DIR_STORED ||
+	    fstat(fd, &st) || (size_t)st.st_size != len) {
+		close(fd);
+		return -EPROTO;
+	}
+	view = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (view == MAP_FAILED)
+		return -ENOMEM;
+	/* Not added to the excluded ranges (as segment views are, for
+	 * life): it is unmapped again when it retires, and the list merges
+	 * touching ranges, so the exclusion could outlive it and cover
+	 * the program's next mapping at those addresses.  A shared file
+	 * mapping is never registered anyway. */
+	if (((const struct spp_dir_hdr *)view)->magic != SPP_DIR_MAGIC ||
+	    ((const struct spp_dir_hdr *)view)->entries != r.entries) {
+		munmap(view, len);
+		return -EPROTO;
+	}
+	c->dir = view;
+	c->dir_len = len;
+	c->tag = r.tag;
+	return 0;
+}
+
+/* What to do with a hash, from the directory. */
+enum { DIR_NOMINATE, DIR_SKIP, DIR_UPLOAD, DIR_ASK };
+
+/* Read @hash's two sets (the daemon writes them meanwhile: each entry is
+ * read once, whole).  Stored: ask for it; nominated by another process:
+ * upload it; by us only: nothing; unknown: nominate it. */
+static int dir_class(const struct lx_client *c, uint64_t hash)
+{
+	const uint64_t *e = (const uint64_t *)(const void *)(c->dir + 1);
+	uint32_t n = (uint32_t)((c->dir_len - sizeof(*c->dir)) / 8);
+	int cls = DIR_NOMINATE;
+
+	for (unsigned k = 0; k < 2; k++) {
+		const uint64_t *s = &e[spp_dir_set(hash, n, k)];
+
+		for (unsigned w = 0; w < SPP_DIR_WAYS; w++) {
+			uint64_t v = __atomic_load_n(&s[w], __ATOMIC_RELAXED);
+			uint64_t t = v & ~SPP_DIR_HASH;
+
+			if (!v || (v & SPP_DIR_HASH) != (hash & SPP_DIR_HASH))
+				continue;
+			if (t == SPP_DIR_STORED)
+				return DIR_ASK;
+			if (t != c->tag)
+				cls = DIR_UPLOAD;
+			else if (cls == DIR_NOMINATE)
+				cls = DIR_SKIP;
+		}
+	}
+	return cls;
+}
+
 /* Our number for a page the daemon named (a reference we now count), or
  * SP_SPAGE_NONE (its reference is given back). */
 static sp_spage_t adopt(struct sp_linux *lx, const struct spp_ref *r)
@@ -357,13 +449,23 @@ static void upload(struct sp_linux *lx, void *space, const uintptr_t *addr,
 			out[idx[i]] = adopt(lx, &got[idx[i]]);
 }
 
+/*
+ * Hashes of pages with no partner in this process.  The directory says
+ * which need the daemon: stored ones are asked for (LOOKUP, one round
+ * trip for the window), those another process nominated are uploaded at
+ * once, unknown ones are nominated one way (no answer to wait for), and
+ * those we nominated before cost nothing.  A stale directory costs only
+ * a useless message: the daemon decides from its own index.
+ */
 int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
 	      const uint64_t *hash, sp_spage_t *out)
 {
 	struct sp_linux *lx = be;
 	struct lx_client *c = &lx->cl;
 	struct spp_ref r[LX_HOLD_MAX];
-	unsigned up[LX_HOLD_MAX], nup = 0;
+	uint64_t ask[LX_HOLD_MAX], nom[LX_HOLD_MAX];
+	unsigned up[LX_HOLD_MAX], nup = 0, nask = 0, nnom = 0;
+	uint8_t cls[LX_HOLD_MAX];
 	ssize_t got;
 
 	for (size_t i = 0; i < n; i++)
@@ -373,18 +475,41 @@ int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
 	if (cl_up(lx) || cl_flush(lx))
 		return 0;
 	c->lookups += n;
-	got = spp_call(c->sock, SPP_LOOKUP, (uint32_t)n, hash, n * 8,
-		       SPP_LOOKUP_R, c->buf, NULL);
-	if (got != (ssize_t)(sizeof(struct spp_hdr) + n * sizeof(*r))) {
+	if ((!c->dir || __atomic_load_n(&c->dir->retired, __ATOMIC_ACQUIRE)) &&
+	    dir_get(lx) && c->sock < 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		cls[i] = c->dir ? (uint8_t)dir_class(c, hash[i]) : DIR_ASK;
+		if (cls[i] == DIR_ASK)
+			ask[nask++] = hash[i];
+		else if (cls[i] == DIR_NOMINATE)
+			nom[nnom++] = hash[i];
+	}
+	c->nominated += nnom;
+	if (nnom && spp_send(c->sock, SPP_NOMINATE, nnom, nom, nnom * 8, -1, 0)) {
 		cl_down(lx);
 		return 0;
 	}
-	memcpy(r, c->buf + sizeof(struct spp_hdr), n * sizeof(*r));
-	for (size_t i = 0; i < n && c->sock >= 0; i++) {
-		if (r[i].seg == SPP_SEG_UPLOAD)
+	if (nask) {
+		got = spp_call(c->sock, SPP_LOOKUP, nask, ask, nask * 8,
+			       SPP_LOOKUP_R, c->buf, NULL);
+		if (got != (ssize_t)(sizeof(struct spp_hdr) + nask * sizeof(*r))) {
+			cl_down(lx);
+			return 0;
+		}
+		memcpy(r, c->buf + sizeof(struct spp_hdr), nask * sizeof(*r));
+	}
+	for (size_t i = 0, k = 0; i < n && c->sock >= 0; i++) {
+		if (cls[i] == DIR_ASK) {
+			if (r[k].seg == SPP_SEG_UPLOAD)
+				cls[i] = DIR_UPLOAD;
+			else if (r[k].seg != SPP_SEG_NONE)
+				out[i] = adopt(lx, &r[k]);
+			k++;
+		}
+		if (cls[i] == DIR_UPLOAD)
 			up[nup++] = (unsigned)i;
-		else if (r[i].seg != SPP_SEG_NONE)
-			out[i] = adopt(lx, &r[i]);
+		c->skipped += cls[i] == DIR_SKIP;
 	}
 	if (nup && c->sock >= 0)
 		upload(lx, space, addr, up, nup, out);
@@ -429,6 +554,7 @@ void lx_client_fork_child(struct sp_linux *lx)
 
 	if (c->sock >= 0)
 		close(c->sock);		/* the parent's connection: not ours */
+	dir_unmap(lx);			/* and the parent's tag */
 	c->sock = c->path[0] ? -2 : -1;
 	c->nunref = 0;
 	c->retry_ms = 0;
@@ -465,6 +591,7 @@ void lx_client_free(struct sp_linux *lx)
 	if (c->sock >= 0)
 		close(c->sock);
 	c->sock = -1;
+	dir_unmap(lx);
 	if (c->buf)
 		lx_unmap(c->buf, 2 * (size_t)SPP_MAX_MSG);
 	sp_mem_free(&lx->mem, c->unref, SPP_MAX_ITEMS * sizeof(*c->unref));

@@ -1,0 +1,228 @@
+/*
+ * dir.c - samepaged's directory: nominations and stored hashes in a table
+ * that clients read without asking (see dir.h and proto.h).
+ *
+ * Why it is shared.  Most hashes a client asks about are in no other
+ * process (a page of its own data).  When every such question was a
+ * LOOKUP, each window of the scan waited for a round trip to the daemon
+ * (100-250 us on a 2-CPU machine, much of it waking idle CPUs), and a
+ * process's first passes were mostly that wait.  Reading the table, a
+ * client sends only what needs an answer, and its nominations go one way.
+ *
+ * Placement.  Two sets of SPP_DIR_WAYS entries per hash (spp_dir_set),
+ * both picked by hash bits that an entry keeps, so a doubled table
+ * places every entry again.  An entry goes to the emptier set; so
+ * placed, a set overflows rarely even three quarters full, which is
+ * where the table grows (simulated with random hashes, sets of eight:
+ * 0.001% of insertions evict at three quarters full; two sets of four
+ * evicted 0.7%, and a single set of four evicted enough at half full to
+ * slow the headline convergence: each evicted nomination of a shared
+ * page costs its pair a pass or more).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "dir.h"
+
+static size_t dir_len(uint32_t n)
+{
+	return sizeof(struct spp_dir_hdr) + (size_t)n * sizeof(uint64_t);
+}
+
+static void store_entry(uint64_t *p, uint64_t v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+
+/* A new sealed table of @n empty entries in @d (which is overwritten). */
+static int table_new(struct dir *d, uint32_t n)
+{
+	size_t len = dir_len(n);
+	void *map;
+	int fd, err;
+
+	fd = memfd_create("samepage-directory", MFD_CLOEXEC |
+			  MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)len))
+		goto fail;
+	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		goto fail;
+	/* Ours is the only writable mapping there will ever be. */
+	if (madvise(map, len, MADV_DONTFORK) ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_GROW |
+				   F_SEAL_SHRINK | F_SEAL_SEAL)) {
+		err = -errno;
+		munmap(map, len);
+		close(fd);
+		return err;
+	}
+	d->fd = fd;
+	d->hdr = map;
+	d->hdr->magic = SPP_DIR_MAGIC;
+	d->hdr->entries = n;
+	d->e = (uint64_t *)(void *)(d->hdr + 1);
+	d->n = n;
+	d->used = 0;
+	return 0;
+fail:
+	err = -errno;
+	close(fd);
+	return err;
+}
+
+static void table_free(struct dir *d)
+{
+	if (d->fd < 0)
+		return;
+	munmap(d->hdr, dir_len(d->n));
+	close(d->fd);
+	d->fd = -1;
+}
+
+int dir_init(struct dir *d, uint32_t n)
+{
+	memset(d, 0, sizeof(*d));
+	d->fd = -1;
+	if (n < 2 * SPP_DIR_WAYS || (n & (n - 1)) || n > SPP_DIR_MAX)
+		return -EINVAL;
+	return table_new(d, n);
+}
+
+void dir_free(struct dir *d)
+{
+	table_free(d);
+}
+
+int dir_fd(const struct dir *d)
+{
+	char path[64];
+	int fd;
+
+	if (d->fd < 0)
+		return -ENOENT;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", d->fd);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+uint64_t dir_find(const struct dir *d, uint64_t hash, uint64_t mine)
+{
+	uint64_t best = 0;
+
+	for (unsigned k = 0; k < 2; k++) {
+		const uint64_t *s = &d->e[spp_dir_set(hash, d->n, k)];
+
+		for (unsigned w = 0; w < SPP_DIR_WAYS; w++) {
+			uint64_t t = s[w] & ~SPP_DIR_HASH;
+
+			if (!s[w] || (s[w] & SPP_DIR_HASH) != (hash & SPP_DIR_HASH))
+				continue;
+			if (t == SPP_DIR_STORED)
+				return t;
+			if (!best || best == mine)
+				best = t;
+		}
+	}
+	return best;
+}
+
+static unsigned empty_ways(const uint64_t *s)
+{
+	unsigned k = 0;
+
+	for (unsigned w = 0; w < SPP_DIR_WAYS; w++)
+		k += !s[w];
+	return k;
+}
+
+/* Place entry @v in table @d (no duplicate check): in the emptier of its
+ * two sets, else over a way the clock picks.  Return: 1 if it took an
+ * empty way, 0 if it evicted one. */
+static int place(struct dir *d, uint64_t v)
+{
+	uint64_t *s[2] = { &d->e[spp_dir_set(v, d->n, 0)],
+			   &d->e[spp_dir_set(v, d->n, 1)] };
+	unsigned k = empty_ways(s[1]) > empty_ways(s[0]);
+
+	for (unsigned w = 0; w < SPP_DIR_WAYS; w++)
+		if (!s[k][w]) {
+			store_entry(&s[k][w], v);
+			return 1;
+		}
+	d->clock++;
+	store_entry(&s[d->clock & 1][(d->clock >> 1) % SPP_DIR_WAYS], v);
+	return 0;
+}
+
+/* Double the table into a new memfd, every entry kept; retire the old. */
+static void grow(struct dir *d)
+{
+	struct dir old = *d, nd;
+
+	if (d->n >= SPP_DIR_MAX || table_new(&nd, d->n * 2))
+		return;
+	nd.clock = old.clock;
+	for (uint32_t i = 0; i < old.n; i++)
+		if (old.e[i])
+			nd.used += (uint32_t)place(&nd, old.e[i]);
+	*d = nd;
+	__atomic_store_n(&old.hdr->retired, 1, __ATOMIC_RELEASE);
+	table_free(&old);
+}
+
+void dir_put(struct dir *d, uint64_t hash, uint64_t tag)
+{
+	uint64_t v = (hash & SPP_DIR_HASH) | tag;
+
+	for (unsigned k = 0; k < 2; k++) {
+		const uint64_t *s = &d->e[spp_dir_set(hash, d->n, k)];
+
+		for (unsigned w = 0; w < SPP_DIR_WAYS; w++)
+			if (s[w] == v)
+				return;
+	}
+	d->used += (uint32_t)place(d, v);
+	if (d->used > d->n / 4 * 3)
+		grow(d);
+}
+
+unsigned dir_drop(struct dir *d, uint64_t hash, uint64_t tag)
+{
+	unsigned gone = 0;
+
+	for (unsigned k = 0; k < 2; k++) {
+		uint64_t *s = &d->e[spp_dir_set(hash, d->n, k)];
+
+		for (unsigned w = 0; w < SPP_DIR_WAYS; w++) {
+			if (!s[w] || (s[w] & SPP_DIR_HASH) != (hash & SPP_DIR_HASH))
+				continue;
+			if (tag && (s[w] & ~SPP_DIR_HASH) != tag)
+				continue;
+			store_entry(&s[w], 0);
+			d->used--;
+			gone++;
+		}
+	}
+	return gone;
+}
+
+void dir_drop_tag(struct dir *d, uint64_t tag)
+{
+	for (uint32_t i = 0; i < d->n; i++)
+		if (d->e[i] && (d->e[i] & ~SPP_DIR_HASH) == tag) {
+			store_entry(&d->e[i], 0);
+			d->used--;
+		}
+}
+
+uint64_t dir_bytes(const struct dir *d)
+{
+	return d->fd < 0 ? 0 : dir_len(d->n);
+}
