@@ -28,11 +28,6 @@
 
 #include "dir.h"
 
-static size_t dir_len(uint32_t n)
-{
-	return sizeof(struct spp_dir_hdr) + (size_t)n * sizeof(uint64_t);
-}
-
 static void store_entry(uint64_t *p, uint64_t v)
 {
 	__atomic_store_n(p, v, __ATOMIC_RELAXED);
@@ -41,7 +36,7 @@ static void store_entry(uint64_t *p, uint64_t v)
 /* A new sealed table of @n empty entries in @d (which is overwritten). */
 static int table_new(struct dir *d, uint32_t n)
 {
-	size_t len = dir_len(n);
+	size_t len = spp_dir_bytes(n);
 	void *map;
 	int fd, err;
 
@@ -81,7 +76,7 @@ static void table_free(struct dir *d)
 {
 	if (d->fd < 0)
 		return;
-	munmap(d->hdr, dir_len(d->n));
+	munmap(d->hdr, spp_dir_bytes(d->n));
 	close(d->fd);
 	d->fd = -1;
 }
@@ -114,23 +109,7 @@ int dir_fd(const struct dir *d)
 
 uint64_t dir_find(const struct dir *d, uint64_t hash, uint64_t mine)
 {
-	uint64_t best = 0;
-
-	for (unsigned k = 0; k < 2; k++) {
-		const uint64_t *s = &d->e[spp_dir_set(hash, d->n, k)];
-
-		for (unsigned w = 0; w < SPP_DIR_WAYS; w++) {
-			uint64_t t = s[w] & ~SPP_DIR_HASH;
-
-			if (!s[w] || (s[w] & SPP_DIR_HASH) != (hash & SPP_DIR_HASH))
-				continue;
-			if (t == SPP_DIR_STORED)
-				return t;
-			if (!best || best == mine)
-				best = t;
-		}
-	}
-	return best;
+	return spp_dir_find(d->e, d->n, hash, mine);
 }
 
 static unsigned empty_ways(const uint64_t *s)
@@ -224,5 +203,5 @@ void dir_drop_tag(struct dir *d, uint64_t tag)
 
 uint64_t dir_bytes(const struct dir *d)
 {
-	return d->fd < 0 ? 0 : dir_len(d->n);
+	return d->fd < 0 ? 0 : spp_dir_bytes(d->n);
 }

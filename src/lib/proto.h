@@ -131,6 +131,12 @@ struct spp_dir_hdr {
 #define SPP_DIR_STORED 0xffu		/* tag: the store holds the hash */
 #define SPP_DIR_MAX (1u << 24)		/* entries, at most */
 
+/* Bytes of a directory of @n entries, header included. */
+static inline size_t spp_dir_bytes(uint32_t n)
+{
+	return sizeof(struct spp_dir_hdr) + (size_t)n * sizeof(uint64_t);
+}
+
 /* The tag of client @id (1..254; distinct ids may share one). */
 static inline uint64_t spp_dir_tag(uint32_t id)
 {
@@ -143,6 +149,35 @@ static inline uint32_t spp_dir_set(uint64_t hash, uint32_t n, unsigned k)
 {
 	return (uint32_t)(hash >> (k ? 36 : 8)) & (n - 1) &
 	       ~(SPP_DIR_WAYS - 1);
+}
+
+/*
+ * spp_dir_find - the tag of an entry for @hash among the @n entries @e:
+ * SPP_DIR_STORED if there is one, else any tag but @mine, else @mine;
+ * 0 if @hash has none.  Each entry is loaded once, whole, so a reader
+ * may run while the daemon writes (what it sees is only a hint).
+ */
+static inline uint64_t spp_dir_find(const uint64_t *e, uint32_t n,
+				    uint64_t hash, uint64_t mine)
+{
+	uint64_t best = 0;
+
+	for (unsigned k = 0; k < 2; k++) {
+		const uint64_t *s = &e[spp_dir_set(hash, n, k)];
+
+		for (unsigned w = 0; w < SPP_DIR_WAYS; w++) {
+			uint64_t v = __atomic_load_n(&s[w], __ATOMIC_RELAXED);
+			uint64_t t = v & ~SPP_DIR_HASH;
+
+			if (!v || (v & SPP_DIR_HASH) != (hash & SPP_DIR_HASH))
+				continue;
+			if (t == SPP_DIR_STORED)
+				return t;
+			if (!best || best == mine)
+				best = t;
+		}
+	}
+	return best;
 }
 
 /*

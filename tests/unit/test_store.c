@@ -213,7 +213,7 @@ static const uint64_t *dir_map(struct store *st, uint32_t *n, size_t *len)
 	const uint64_t *m;
 
 	assert_true(fd >= 0);
-	*len = sizeof(struct spp_dir_hdr) + (size_t)*n * 8;
+	*len = spp_dir_bytes(*n);
 	/* No writable mapping, no write, through any fd of it. */
 	assert_ptr_equal(mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED,
 			      fd, 0), MAP_FAILED);

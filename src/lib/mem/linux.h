@@ -84,10 +84,9 @@ struct lx_client {
 	/* The daemon's directory (proto.h), mapped read-only; NULL: none
 	 * yet, or it was retired (ask again) */
 	const struct spp_dir_hdr *dir;
-	size_t dir_len;
+	uint32_t dir_n;		/* its entries */
 	uint64_t tag;		/* ours in its entries */
 	uint64_t lookups, named, uploads, disconnects;
-	uint64_t nominated, skipped;	/* hashes sent one way / not sent */
 	uint64_t report_ms;	/* last report */
 };
 

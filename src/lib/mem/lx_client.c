@@ -61,7 +61,7 @@ static void dir_unmap(struct sp_linux *lx)
 
 	if (!c->dir)
 		return;
-	munmap((void *)(uintptr_t)c->dir, c->dir_len);
+	munmap((void *)(uintptr_t)c->dir, spp_dir_bytes(c->dir_n));
 	c->dir = NULL;
 }
 
@@ -265,7 +265,7 @@ static int dir_get(struct sp_linux *lx)
 		return n < 0 ? (int)n : -EPROTO;
 	}
 	memcpy(&r, c->buf + sizeof(struct spp_hdr), sizeof(r));
-	len = sizeof(struct spp_dir_hdr) + (size_t)r.entries * 8;
+	len = spp_dir_bytes(r.entries);
 	if (r.entries < 2 * SPP_DIR_WAYS || r.entries > SPP_DIR_MAX ||
 	    (r.entries & (r.entries - 1)) || !r.tag || r.tag >= SPP_DIR_STORED ||
 	    fstat(fd, &st) || (size_t)st.st_size != len) {
@@ -287,7 +287,7 @@ static int dir_get(struct sp_linux *lx)
 		return -EPROTO;
 	}
 	c->dir = view;
-	c->dir_len = len;
+	c->dir_n = r.entries;
 	c->tag = r.tag;
 	return 0;
 }
@@ -295,33 +295,18 @@ static int dir_get(struct sp_linux *lx)
 /* What to do with a hash, from the directory. */
 enum { DIR_NOMINATE, DIR_SKIP, DIR_UPLOAD, DIR_ASK };
 
-/* Read @hash's two sets (the daemon writes them meanwhile: each entry is
- * read once, whole).  Stored: ask for it; nominated by another process:
- * upload it; by us only: nothing; unknown: nominate it. */
+/* What the directory says of @hash: stored, ask for it; nominated by
+ * another process, upload it; by us only, nothing; unknown, nominate. */
 static int dir_class(const struct lx_client *c, uint64_t hash)
 {
-	const uint64_t *e = (const uint64_t *)(const void *)(c->dir + 1);
-	uint32_t n = (uint32_t)((c->dir_len - sizeof(*c->dir)) / 8);
-	int cls = DIR_NOMINATE;
+	uint64_t t = spp_dir_find((const uint64_t *)(const void *)(c->dir + 1),
+				  c->dir_n, hash, c->tag);
 
-	for (unsigned k = 0; k < 2; k++) {
-		const uint64_t *s = &e[spp_dir_set(hash, n, k)];
-
-		for (unsigned w = 0; w < SPP_DIR_WAYS; w++) {
-			uint64_t v = __atomic_load_n(&s[w], __ATOMIC_RELAXED);
-			uint64_t t = v & ~SPP_DIR_HASH;
-
-			if (!v || (v & SPP_DIR_HASH) != (hash & SPP_DIR_HASH))
-				continue;
-			if (t == SPP_DIR_STORED)
-				return DIR_ASK;
-			if (t != c->tag)
-				cls = DIR_UPLOAD;
-			else if (cls == DIR_NOMINATE)
-				cls = DIR_SKIP;
-		}
-	}
-	return cls;
+	if (!t)
+		return DIR_NOMINATE;
+	if (t == SPP_DIR_STORED)
+		return DIR_ASK;
+	return t == c->tag ? DIR_SKIP : DIR_UPLOAD;
 }
 
 /* Our number for a page the daemon named (a reference we now count), or
@@ -485,7 +470,6 @@ int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
 		else if (cls[i] == DIR_NOMINATE)
 			nom[nnom++] = hash[i];
 	}
-	c->nominated += nnom;
 	if (nnom && spp_send(c->sock, SPP_NOMINATE, nnom, nom, nnom * 8, -1, 0)) {
 		cl_down(lx);
 		return 0;
@@ -509,7 +493,6 @@ int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
 		}
 		if (cls[i] == DIR_UPLOAD)
 			up[nup++] = (unsigned)i;
-		c->skipped += cls[i] == DIR_SKIP;
 	}
 	if (nup && c->sock >= 0)
 		upload(lx, space, addr, up, nup, out);
