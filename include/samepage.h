@@ -396,7 +396,8 @@ struct sp_backend_ops {
 	 * probably holds the same bytes (from a store shared with other
 	 * processes), else SP_SPAGE_NONE.  Each page named carries one
 	 * reference, which the engine gives back with stable_release: when
-	 * the node it makes for it goes, or at once if it makes none.  The
+	 * the page it merged there stops mapping it, or at once if none
+	 * did.  The engine makes no stable node for a named page.  The
 	 * engine compares bytes before anything is mapped, as always.  May
 	 * block (a round trip to a daemon).  Return: 0 or -errno (nothing
 	 * named). */

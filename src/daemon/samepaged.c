@@ -262,12 +262,15 @@ static int do_claim(struct client *c, const struct spp_ref *r, uint32_t n)
 	return reply(c, SPP_CLAIM_R, n, ok, n * sizeof(*ok), -1);
 }
 
-/* The domain's counters: the processes' own, corrected for pages of the
- * shared store that several of them count as their own stable page. */
+/* The domain's counters: the processes' own, plus the pages of the
+ * shared store.  A process counts its pages that map a store page in
+ * its ksm_merging_pages only (not in pages_shared or pages_sharing, see
+ * records.h), so what they save is found here: every such page beyond
+ * the first of each referenced store page. */
 static void domain_stat(struct domain *dm, struct spp_report *out)
 {
 	struct store_stats ss = { 0 };
-	int64_t global = 0;
+	int64_t named;
 
 	memset(out, 0, sizeof(*out));
 	for (unsigned i = 0; i < d.ncl; i++) {
@@ -286,15 +289,17 @@ static void domain_stat(struct domain *dm, struct spp_report *out)
 	}
 	if (dm->st)
 		store_stats_get(dm->st, &ss);
-	global = out->v[SPS_SHARED_GLOBAL];
-	out->v[SPS_PAGES_SHARED] += (int64_t)ss.referenced - global;
-	if (out->v[SPS_PAGES_SHARED] < 0)
-		out->v[SPS_PAGES_SHARED] = 0;
+	/* merging = own stable pages' sharers (shared + sharing) + named */
+	named = out->v[SPS_KSM_MERGING_PAGES] - out->v[SPS_PAGES_SHARED] -
+		out->v[SPS_PAGES_SHARING];
+	if (named < 0)
+		named = 0;
+	out->v[SPS_PAGES_SHARED] += (int64_t)ss.referenced;
 	out->v[SPS_PAGES_SHARING] = out->v[SPS_KSM_MERGING_PAGES] -
 				    out->v[SPS_PAGES_SHARED];
 	if (out->v[SPS_PAGES_SHARING] < 0)
 		out->v[SPS_PAGES_SHARING] = 0;
-	out->v[SPS_GENERAL_PROFIT] += (global - (int64_t)ss.referenced) * 4096 -
+	out->v[SPS_GENERAL_PROFIT] += (named - (int64_t)ss.referenced) * 4096 -
 				      (int64_t)ss.meta_bytes;
 	out->v[SPS_SHARED_GLOBAL] = (int64_t)ss.live;
 	/* with the per-process reference sets of every domain */

@@ -313,12 +313,19 @@ static void refresh_flags(struct sp_agent *a)
 	}
 }
 
-/* The counters samepaged sums and `samepage stat --pid` shows. */
+/* The counters samepaged sums and `samepage stat --pid` shows.  The
+ * metadata is the engine's and the backend's (the shared-store
+ * reference counts, the maps of its store pages). */
 static void fill_report(struct sp_agent *a, struct spp_report *r)
 {
 	struct sp_stats g;
 	struct sp_space_stats p;
+	uint64_t be_bytes, global;
 
+	pthread_mutex_lock(&a->e->lock);
+	be_bytes = a->lx->mem_bytes;
+	global = lx_client_pages(a->lx);
+	pthread_mutex_unlock(&a->e->lock);
 	sp_stats_get(a->e, &g);
 	sp_space_stats_get(a->e, a->s, &p);
 	memset(r, 0, sizeof(*r));
@@ -330,7 +337,7 @@ static void fill_report(struct sp_agent *a, struct spp_report *r)
 	r->v[SPS_PAGES_SCANNED] = (int64_t)g.pages_scanned;
 	r->v[SPS_PAGES_SKIPPED] = (int64_t)g.pages_skipped;
 	r->v[SPS_FULL_SCANS] = (int64_t)g.full_scans;
-	r->v[SPS_GENERAL_PROFIT] = g.general_profit;
+	r->v[SPS_GENERAL_PROFIT] = g.general_profit - (int64_t)be_bytes;
 	r->v[SPS_KSM_ZERO_PAGES] = (int64_t)g.ksm_zero_pages;
 	r->v[SPS_STABLE_NODE_CHAINS] = (int64_t)g.stable_node_chains;
 	r->v[SPS_STABLE_NODE_DUPS] = (int64_t)g.stable_node_dups;
@@ -338,8 +345,8 @@ static void fill_report(struct sp_agent *a, struct spp_report *r)
 	r->v[SPS_KSM_MERGING_PAGES] = (int64_t)p.merging_pages;
 	r->v[SPS_KSM_PROCESS_PROFIT] = p.process_profit;
 	r->v[SPS_KSM_MERGE_ANY] = __atomic_load_n(&a->merge_any, __ATOMIC_RELAXED);
-	r->v[SPS_SHARED_GLOBAL] = (int64_t)lx_client_pages(a->lx);
-	r->v[SPS_META_BYTES] = (int64_t)g.meta_bytes;
+	r->v[SPS_SHARED_GLOBAL] = (int64_t)global;
+	r->v[SPS_META_BYTES] = (int64_t)(g.meta_bytes + be_bytes);
 	r->v[SPS_CPU_NS] = (int64_t)clock_ns(CLOCK_THREAD_CPUTIME_ID);
 	{
 		uint64_t pts = 0;

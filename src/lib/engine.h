@@ -49,13 +49,17 @@ struct sp_space {
 };
 
 /* What phase 1 decided for one page of the window. */
-enum sp_act_kind { ACT_ZERO = 1, ACT_JOIN, ACT_PAIR };
+enum sp_act_kind { ACT_ZERO = 1, ACT_JOIN, ACT_PAIR, ACT_NAMED };
 
 struct sp_action {
 	uint16_t slot;		/* page index in the window */
 	uint8_t kind;		/* enum sp_act_kind */
 	uint8_t ok;		/* phase 2: this page was merged */
-	uint32_t snode;		/* JOIN, PAIR: target stable node */
+	union {
+		uint32_t snode;	/* JOIN, PAIR: target stable node */
+		sp_spage_t spage;	/* NAMED: the backend-named page (one
+					 * reference held until committed) */
+	};
 	uint32_t qid;		/* PAIR: partner page id */
 	uint32_t unode;		/* PAIR: partner's unstable node */
 	uint8_t qok;		/* PAIR: partner was merged */
@@ -84,6 +88,7 @@ struct sp_window {
 struct sp_counters {
 	uint64_t pages_unshared, pages_scanned, pages_skipped, full_scans;
 	uint64_t ksm_zero_pages, rmap_items;
+	uint64_t pages_named;		/* records in REC_NAMED */
 	uint64_t merge_races, replace_calls, scan_errors, pages_refused;
 };
 
@@ -134,8 +139,9 @@ static inline void *scratch(struct sp_engine *e, unsigned i)
 void rec_drop(struct sp_engine *e, struct sp_space *s, struct sp_chunk *c,
 	      unsigned slot);
 
-/* rec_leave_stable - a STABLE record's page no longer maps its stable
- * page: drop the sharer, make the record SEEN with a fresh age. */
+/* rec_leave_stable - a STABLE or NAMED record's page no longer maps its
+ * stable page: drop the sharer (NAMED: give the backend its reference
+ * back), make the record SEEN with a fresh age. */
 void rec_leave_stable(struct sp_engine *e, struct sp_space *s,
 		      struct sp_rec *r);
 
@@ -169,7 +175,7 @@ struct sp_region *region_next(struct sp_space *s, uintptr_t addr);
  * gone already).  Context: e->lock. */
 void regions_free(struct sp_engine *e, struct sp_space *s);
 
-/* unmerge_range - unmerge the STABLE and ZERO pages of [start, end) in
+/* unmerge_range - unmerge the STABLE, NAMED and ZERO pages of [start, end) in
  * runs; with @drop, also drop every record of the range.  Return: 0 or
  * the backend's error (pages before it are done).  Context: e->lock. */
 int unmerge_range(struct sp_engine *e, struct sp_space *s, uintptr_t start,

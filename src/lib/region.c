@@ -242,7 +242,7 @@ int unmerge_range(struct sp_engine *e, struct sp_space *s, uintptr_t start,
 			unsigned j = i, k;
 			int err;
 
-			while (j < to && (rec_state(&c->rec[j]) == REC_STABLE ||
+			while (j < to && (rec_merged(&c->rec[j]) ||
 					  rec_state(&c->rec[j]) == REC_ZERO))
 				j++;
 			if (j == i) {
@@ -258,7 +258,7 @@ int unmerge_range(struct sp_engine *e, struct sp_space *s, uintptr_t start,
 			for (k = i; k < j; k++) {
 				struct sp_rec *r = &c->rec[k];
 
-				if (rec_state(r) == REC_STABLE) {
+				if (rec_merged(r)) {
 					rec_leave_stable(e, s, r);
 				} else {
 					rec_set_state(r, REC_SEEN);

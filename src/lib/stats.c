@@ -4,8 +4,11 @@
  *
  * pages_shared     stable pages with at least one sharer
  * pages_sharing    sharers beyond the first of each: pages saved
+ *                  (both without the pages the backend named: how many
+ *                  of those are saved is the shared store's to say)
  * pages_unshared   records in the unstable tree (REC_UNSTABLE)
- * pages_volatile   rmap_items - shared - sharing - unshared, floored at 0
+ * pages_volatile   rmap_items - shared - sharing - unshared - named
+ *                  (REC_NAMED), floored at 0
  * pages_scanned    pages processed by the scan (not the skipped ones)
  * pages_skipped    pages smart scan skipped
  * full_scans       passes completed
@@ -30,7 +33,8 @@ void sp_stats_get(struct sp_engine *e, struct sp_stats *st)
 	st->pages_shared = e->stable.pages_shared;
 	st->pages_sharing = e->stable.pages_sharing;
 	st->pages_unshared = e->c.pages_unshared;
-	busy = st->pages_shared + st->pages_sharing + st->pages_unshared;
+	busy = st->pages_shared + st->pages_sharing + st->pages_unshared +
+	       e->c.pages_named;
 	st->pages_volatile = e->c.rmap_items > busy ? e->c.rmap_items - busy : 0;
 	st->pages_scanned = e->c.pages_scanned;
 	st->pages_skipped = e->c.pages_skipped;
@@ -163,7 +167,10 @@ int sp_engine_verify(struct sp_engine *e, char *why, size_t whylen)
 					c.pages_unshared++;
 				else if (rs == REC_ZERO)
 					zero++;
-				else if (rs == REC_STABLE) {
+				else if (rs == REC_NAMED) {
+					c.pages_named++;
+					merging++;
+				} else if (rs == REC_STABLE) {
 					uint32_t k = r->link;
 
 					if (k >= e->stable.cap ||
@@ -212,14 +219,17 @@ int sp_engine_verify(struct sp_engine *e, char *why, size_t whylen)
 	}
 	if (c.rmap_items != e->c.rmap_items ||
 	    c.pages_unshared != e->c.pages_unshared ||
-	    c.ksm_zero_pages != e->c.ksm_zero_pages)
-		FAIL("counters rmap_items %llu/%llu unshared %llu/%llu zero %llu/%llu (recount/kept)",
+	    c.ksm_zero_pages != e->c.ksm_zero_pages ||
+	    c.pages_named != e->c.pages_named)
+		FAIL("counters rmap_items %llu/%llu unshared %llu/%llu zero %llu/%llu named %llu/%llu (recount/kept)",
 		     (unsigned long long)c.rmap_items,
 		     (unsigned long long)e->c.rmap_items,
 		     (unsigned long long)c.pages_unshared,
 		     (unsigned long long)e->c.pages_unshared,
 		     (unsigned long long)c.ksm_zero_pages,
-		     (unsigned long long)e->c.ksm_zero_pages);
+		     (unsigned long long)e->c.ksm_zero_pages,
+		     (unsigned long long)c.pages_named,
+		     (unsigned long long)e->c.pages_named);
 out:
 	free(sharers);
 	pthread_mutex_unlock(&e->lock);

@@ -19,6 +19,16 @@
  *             new pass began is detected that way)
  *   STABLE:   index of the stable node (a plain node or a dup) whose page
  *             this page maps
+ *   NAMED:    the stable page this page maps, one that the backend named
+ *             (ops->lookup: a page of a store shared with other
+ *             processes); the record holds one of the backend's
+ *             references to it and no stable node stands for it here
+ *
+ * Why NAMED pages have no stable node: a node (24 bytes and a bucket)
+ * per page of the shared store, in every process that maps it, cost more
+ * than the store's own bookkeeping.  The price is that a later page with
+ * the same content finds it through the backend (one more lookup), not
+ * through the stable tree.
  *
  * A 21-bit checksum only decides "changed since last pass?" and "maybe a
  * zero page"; a false "unchanged" (1 in 2^21) merely lets a page into the
@@ -39,6 +49,7 @@ enum sp_rec_state {
 			 * not rescanned yet): counted in pages_unshared */
 	REC_STABLE,	/* maps the page of stable node @link */
 	REC_ZERO,	/* released to the zero page by the engine */
+	REC_NAMED,	/* maps the backend-named stable page @link */
 };
 
 struct sp_rec {		/* 8 bytes: paid per scanned page */
@@ -58,6 +69,12 @@ static inline void rec_set_state(struct sp_rec *r, unsigned s)
 {
 	r->w = (r->w & ~7u) | s;
 }
+/* Whether the page maps a stable page (STABLE or NAMED). */
+static inline int rec_merged(const struct sp_rec *r)
+{
+	return rec_state(r) == REC_STABLE || rec_state(r) == REC_NAMED;
+}
+
 static inline unsigned rec_age(const struct sp_rec *r)
 {
 	return (r->w >> 3) & 15;

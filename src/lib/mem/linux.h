@@ -77,7 +77,8 @@ struct lx_client {
 	uint64_t epoch;		/* the daemon run of the last connection */
 	uint64_t retry_ms;	/* no reconnect before (monotonic ms) */
 	int16_t gmap[256];	/* daemon segment -> seg[] index, -1 */
-	struct sp_u32map uses;	/* global stable page -> engine's uses */
+	struct sp_u32map uses;	/* global stable page -> engine's uses
+				 * (named pages mapping it, answers) */
 	struct spp_ref *unref;	/* references to give back */
 	uint32_t nunref;
 	uint8_t *buf;		/* SPP_MAX_MSG: messages in and out */

@@ -15,7 +15,8 @@
  *
  * References: the daemon counts one per page per process and frees a
  * page only when none is left and no mapping can reach it.  We count the
- * engine's uses (one per stable node) and give the daemon's reference
+ * engine's uses (one per page of ours that maps it, REC_NAMED, and one
+ * per lookup answer not merged yet) and give the daemon's reference
  * back when ours drop to zero (batched, sent before any other request so
  * that order is kept).
  *

@@ -4,7 +4,7 @@
  *
  * Consecutive actions of one kind form a run when one backend call can
  * do them all: consecutive virtual pages that go to consecutive stable
- * pages (joins), consecutive pages whose partners are consecutive too
+ * pages (joins, and joins of pages the backend named), consecutive pages whose partners are consecutive too
  * (pairs: their new stable pages are allocated as one run, in the order
  * of the virtual pages, so that a later copy of the same data joins them
  * as one run as well), or consecutive zero pages.
@@ -75,6 +75,8 @@ static int extends(struct sp_engine *e, const struct sp_action *prev,
 		return join_target_ok(e, b) &&
 		       sn(&e->stable, b->snode)->spage ==
 			       sn(&e->stable, prev->snode)->spage + 1;
+	case ACT_NAMED:
+		return b->spage == prev->spage + 1;
 	case ACT_PAIR:
 		return q_chunk(e, b)->be_space == q_chunk(e, prev)->be_space &&
 		       q_va(e, b) == q_va(e, prev) + SP_PAGE_SIZE;
@@ -215,6 +217,56 @@ unpend:
 		sp_stable_unpend(st, w->act[k].snode);
 }
 
+/* ---- joins of backend-named pages ----------------------------------- */
+
+/* As run_join, with no stable node: each action holds one reference of
+ * its page, which a merged record keeps and anything else gives back. */
+static void run_named(struct sp_engine *e, struct sp_window *w, unsigned i,
+		      unsigned j)
+{
+	struct sp_space *s = w->s;
+	uintptr_t va0 = act_va(w, &w->act[i]);
+	uint8_t held[SP_WINDOW];
+
+	if (hold(e, s->be, va0, i, j, held))
+		goto release;
+	for (unsigned k = i; k < j; k++) {
+		const void *p, *c;
+
+		if (!held[k - i])
+			continue;
+		p = e->ops->peek(e->be, s->be, act_va(w, &w->act[k]),
+				 scratch(e, 2));
+		c = e->ops->stable_peek(e->be, w->act[k].spage, scratch(e, 1));
+		w->act[k].ok = p && c && !memcmp(p, c, SP_PAGE_SIZE);
+		if (!w->act[k].ok)
+			e->c.merge_races++;
+	}
+#define REPLACE(a, n)                                                        \
+	(e->c.replace_calls++,                                               \
+	 e->ops->replace(e->be, s->be, act_va(w, &w->act[a]), (n),           \
+			 w->act[a].spage))
+	FOR_SUBRUNS(w, i, j, ok, REPLACE);
+#undef REPLACE
+	e->ops->unprotect(e->be, s->be, va0, j - i);
+release:
+	for (unsigned k = i; k < j; k++) {
+		struct sp_action *a = &w->act[k];
+		struct sp_rec *r = act_rec(w, a);
+
+		if (!a->ok) {
+			e->ops->stable_release(e->be, a->spage, 1);
+			continue;
+		}
+		rec_set_state(r, REC_NAMED);
+		rec_set_age(r, 0);
+		rec_set_skips(r, 0);
+		r->link = a->spage;
+		s->merging_pages++;
+		e->c.pages_named++;
+	}
+}
+
 /* ---- pairs ----------------------------------------------------------- */
 
 /* Allocate and fill the stable pages of pairs [i, j).  Return: 0 or the
@@ -347,6 +399,9 @@ void merge_window(struct sp_engine *e, struct sp_window *w)
 			break;
 		case ACT_PAIR:
 			run_pair(e, w, i, j);
+			break;
+		case ACT_NAMED:
+			run_named(e, w, i, j);
 			break;
 		}
 		i = j;

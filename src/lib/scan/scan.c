@@ -49,14 +49,20 @@ static int is_zero(const void *p)
 void rec_leave_stable(struct sp_engine *e, struct sp_space *s,
 		      struct sp_rec *r)
 {
-	uint32_t node = r->link;
+	uint32_t link = r->link;
+	unsigned named = rec_state(r) == REC_NAMED;
 
 	rec_set_state(r, REC_SEEN);
 	rec_set_age(r, 0);
 	rec_set_skips(r, 0);
 	r->link = 0;
 	s->merging_pages--;
-	sp_stable_drop_sharer(&e->stable, node);
+	if (named) {
+		e->c.pages_named--;
+		e->ops->stable_release(e->be, link, 1);
+	} else {
+		sp_stable_drop_sharer(&e->stable, link);
+	}
 }
 
 static void rec_leave_zero(struct sp_engine *e, struct sp_space *s,
@@ -79,6 +85,7 @@ void rec_drop(struct sp_engine *e, struct sp_space *s, struct sp_chunk *c,
 		e->c.pages_unshared--;
 		break;
 	case REC_STABLE:
+	case REC_NAMED:
 		rec_leave_stable(e, s, r);
 		break;
 	case REC_ZERO:
@@ -318,7 +325,7 @@ static unsigned scan_page(struct sp_engine *e, struct sp_window *w,
 	rs = r ? rec_state(r) : REC_NONE;
 	switch (w->st[i]) {
 	case SP_PS_STABLE:
-		if (rs != REC_STABLE)
+		if (rs != REC_STABLE && rs != REC_NAMED)
 			return 0;	/* not a mapping we made: leave it */
 		e->c.pages_scanned++;
 		return 1;
@@ -351,6 +358,7 @@ static unsigned scan_page(struct sp_engine *e, struct sp_window *w,
 		e->c.rmap_items++;
 		break;
 	case REC_STABLE:	/* written since it merged: COW broke it */
+	case REC_NAMED:
 		rec_leave_stable(e, s, r);
 		break;
 	case REC_ZERO:		/* written since it was released */
@@ -390,11 +398,12 @@ static int act_cmp(const void *a, const void *b)
 /*
  * Pages that found no partner in this process may equal a stable page of
  * a store shared with other processes: ask the backend (one call per
- * window), and turn each page it names into a join of a stable node for
- * that page.  The page's bytes are compared with it in phase 2, held, as
- * for every join.  A page whose unstable node was taken by a pair later
- * in the window, or whose content already has a node here, gives the
- * reference back.
+ * window), and turn each page it names into a NAMED action, which maps
+ * that page with no stable node here (records.h says why).  The page's
+ * bytes are compared with it in phase 2, held, as for every join.  A
+ * page whose unstable node was taken by a pair later in the window, or
+ * whose content already has a node here (a page of this process), gives
+ * the reference back; it joins that node in a later pass.
  */
 static void shared_joins(struct sp_engine *e, struct sp_window *w)
 {
@@ -407,7 +416,7 @@ static void shared_joins(struct sp_engine *e, struct sp_window *w)
 	for (unsigned k = 0; k < w->nglob; k++) {
 		unsigned slot = chunk_slot(w->gaddr[k]);
 		struct sp_rec *r = &w->chunk->rec[slot];
-		uint32_t self = page_id(w->chunk, slot), match, node, d;
+		uint32_t self = page_id(w->chunk, slot), match, d;
 		const void *c = NULL;
 
 		if (w->gout[k] == SP_SPAGE_NONE)
@@ -420,18 +429,14 @@ static void shared_joins(struct sp_engine *e, struct sp_window *w)
 		if (!c || sp_stable_search(st, (uint32_t)w->ghash[k], c,
 					   e->knob[SP_KNOB_MAX_PAGE_SHARING],
 					   &match, &d) ||
-		    match != SP_INIL ||
-		    sp_stable_new(st, 0, (uint32_t)w->ghash[k], SP_INIL,
-				  &node)) {
+		    match != SP_INIL) {
 			e->ops->stable_release(e->be, w->gout[k], 1);
 			continue;
 		}
-		sp_stable_set_page(st, node, w->gout[k]);
-		sn(st, node)->pending = 1;
 		rec_set_state(r, REC_SEEN);	/* its unstable node is dead */
 		r->link = 0;
 		e->c.pages_unshared--;
-		act_add(w, w->gslot[k], ACT_JOIN)->snode = node;
+		act_add(w, w->gslot[k], ACT_NAMED)->spage = w->gout[k];
 		added++;
 	}
 	if (added)
