@@ -41,7 +41,7 @@ uint64_t dir_find(const struct dir *d, uint64_t hash, uint64_t mine);
 /*
  * dir_put - record @hash with @tag unless that entry exists: in the
  * emptier of its two sets, else over a way the clock picks.  Grows the
- * table (a new memfd; the old one is marked retired) past 3/4 full,
+ * table (a new memfd; the old one is marked retired) past 13/16 full,
  * keeping every entry; if growing fails the table keeps working, with
  * more evictions.
  */

@@ -120,11 +120,13 @@ static void client_drop(unsigned i)
 
 	if (c->dom && c->dom->st && c->agent)
 		store_forget_client(c->dom->st, c->id);
-	if (c->dom && c->dom->st)
-		for (uint32_t k = 0; k < c->refs.cap; k++)
-			if (c->refs.key[k])
-				store_unref(c->dom->st,
-					    sp_u32map_key(&c->refs, k));
+	if (c->dom && c->dom->st) {
+		uint64_t pos = 0;
+		uint32_t g, n;
+
+		while (sp_u32map_next(&c->refs, &pos, &g, &n))
+			store_unref(c->dom->st, g);
+	}
 	sp_u32map_free(&c->refs, &refs_mem);
 	close(c->fd);
 	free(c);

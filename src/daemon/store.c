@@ -54,14 +54,16 @@
 
 enum { SL_FREE = 0, SL_LIVE, SL_PENDING };
 
-struct slot {
+struct slot {			/* 16 bytes: paid per stored page */
 	uint64_t hash;		/* LIVE/PENDING: XXH3-64 of the bytes */
-	uint32_t refs;		/* processes holding it */
 	uint32_t next;		/* bucket chain (LIVE/PENDING) */
-	uint8_t state;		/* SL_* */
-	uint8_t in_pend;	/* listed in pend[] (at most once: a slot
+	uint32_t refs : 29;	/* processes holding it (each at most once,
+				 * so far below 2^29) */
+	uint32_t state : 2;	/* SL_* */
+	uint32_t in_pend : 1;	/* listed in pend[] (at most once: a slot
 				 * freed twice would be handed out twice) */
 };
+_Static_assert(sizeof(struct slot) == 16, "a slot is 16 bytes");
 
 struct seg {
 	int fd;			/* O_RDWR memfd, sealed */

@@ -310,14 +310,15 @@ static void test_nominate_grow(void **state)
 	for (uint64_t k = 0; k < KEEP; k++)
 		assert_int_equal(store_nominate(st, (k + 1) * x, 11), 0);
 	/* Many other hashes, from another client, make it grow three
-	 * times; the table stays at most 3/4 full, so a kept one is
+	 * times; the table stays at most 13/16 full, so a kept one is
 	 * evicted only when both its sets filled up by chance. */
 	for (uint64_t k = 0; k < FILL; k++)
 		store_nominate(st, (k + 1) * 0xd6e8feb86659fd93ull ^
 					   0x5555555555555555ull, 12);
 	for (uint64_t k = 0; k < KEEP; k++)
 		paired += (unsigned)store_nominate(st, (k + 1) * x, 13);
-	/* Measured: 2000 of 2000 (two sets of eight, 3/4 full at most);
+	/* Measured: 2000 of 2000 (two sets of eight, 13/16 full at most,
+	 * and at 3/4);
 	 * one set of four, half full: 1802; a table that forgot when it
 	 * grew keeps none. */
 	assert_true(paired >= KEEP * 99 / 100);

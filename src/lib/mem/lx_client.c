@@ -118,18 +118,20 @@ static void claim_all(struct sp_linux *lx)
 {
 	struct lx_client *c = &lx->cl;
 	struct spp_ref *r = (struct spp_ref *)(void *)(c->buf + SPP_MAX_MSG);
-	uint32_t m = 0;
+	uint32_t m = 0, page, n;
+	uint64_t pos = 0;
+	int more = 1;
 
-	for (uint32_t i = 0; i <= c->uses.cap && c->sock >= 0; i++) {
-		if (i < c->uses.cap && c->uses.key[i]) {
-			uint32_t page = sp_u32map_key(&c->uses, i);
+	while (more && c->sock >= 0) {
+		more = sp_u32map_next(&c->uses, &pos, &page, &n);
+		if (more) {
 			struct lx_seg *seg = lx_seg_of(lx, page);
 
 			if (seg && seg->global == 1)
 				r[m++] = (struct spp_ref){ seg->gseg,
 							   page - seg->base };
 		}
-		if (m && (m == SPP_MAX_ITEMS || i == c->uses.cap)) {
+		if (m && (m == SPP_MAX_ITEMS || !more)) {
 			if (spp_call(c->sock, SPP_CLAIM, m, r, m * sizeof(*r),
 				     SPP_CLAIM_R, c->buf, NULL) < 0)
 				cl_down(lx);
