@@ -4,10 +4,11 @@
  *
  * Consecutive actions of one kind form a run when one backend call can
  * do them all: consecutive virtual pages that go to consecutive stable
- * pages (joins, and joins of pages the backend named), consecutive pages whose partners are consecutive too
- * (pairs: their new stable pages are allocated as one run, in the order
- * of the virtual pages, so that a later copy of the same data joins them
- * as one run as well), or consecutive zero pages.
+ * pages (joins, and joins of pages the backend named), consecutive
+ * pages whose partners are consecutive too (pairs: their new stable
+ * pages are allocated as one run, in the order of the virtual pages, so
+ * that a later copy of the same data joins them as one run as well), or
+ * consecutive zero pages.
  *
  * Every run follows the same protocol:
  *   hold the pages              (writers of every kind block from here on;
