@@ -175,21 +175,32 @@ static void run_zero(struct sp_engine *e, struct sp_window *w, unsigned i,
 
 /* ---- joins ----------------------------------------------------------- */
 
-static void run_join(struct sp_engine *e, struct sp_window *w, unsigned i,
-		     unsigned j)
+/* The stable page a JOIN or NAMED action maps, and its bytes. */
+static sp_spage_t target_page(struct sp_engine *e, const struct sp_action *a)
 {
-	struct sp_stable *st = &e->stable;
+	return a->kind == ACT_NAMED ? a->spage : sn(&e->stable, a->snode)->spage;
+}
+
+static const void *target_content(struct sp_engine *e,
+				  const struct sp_action *a)
+{
+	if (a->kind == ACT_NAMED)
+		return e->ops->stable_peek(e->be, a->spage, scratch(e, 1));
+	return sp_stable_content(&e->stable, a->snode);
+}
+
+/* The protocol for joins [i, j) (JOIN or NAMED): hold, compare with the
+ * target's bytes, replace the verified sub-runs, unprotect.  Sets each
+ * action's @ok; commits nothing. */
+static void join_pages(struct sp_engine *e, struct sp_window *w, unsigned i,
+		       unsigned j)
+{
 	struct sp_space *s = w->s;
 	uintptr_t va0 = act_va(w, &w->act[i]);
 	uint8_t held[SP_WINDOW];
 
-	if (!join_target_ok(e, &w->act[i])) {	/* its pair failed */
-		assert(j == i + 1);
-		sp_stable_unpend(st, w->act[i].snode);
-		return;
-	}
 	if (hold(e, s->be, va0, i, j, held))
-		goto unpend;
+		return;
 	for (unsigned k = i; k < j; k++) {
 		const void *p, *c;
 
@@ -197,7 +208,7 @@ static void run_join(struct sp_engine *e, struct sp_window *w, unsigned i,
 			continue;
 		p = e->ops->peek(e->be, s->be, act_va(w, &w->act[k]),
 				 scratch(e, 2));
-		c = sp_stable_content(st, w->act[k].snode);
+		c = target_content(e, &w->act[k]);
 		w->act[k].ok = p && c && !memcmp(p, c, SP_PAGE_SIZE);
 		if (!w->act[k].ok)
 			e->c.merge_races++;
@@ -205,15 +216,27 @@ static void run_join(struct sp_engine *e, struct sp_window *w, unsigned i,
 #define REPLACE(a, n)                                                        \
 	(e->c.replace_calls++,                                               \
 	 e->ops->replace(e->be, s->be, act_va(w, &w->act[a]), (n),           \
-			 sn(st, w->act[a].snode)->spage))
+			 target_page(e, &w->act[a])))
 	FOR_SUBRUNS(w, i, j, ok, REPLACE);
 #undef REPLACE
 	e->ops->unprotect(e->be, s->be, va0, j - i);
+}
+
+static void run_join(struct sp_engine *e, struct sp_window *w, unsigned i,
+		     unsigned j)
+{
+	struct sp_stable *st = &e->stable;
+
+	if (!join_target_ok(e, &w->act[i])) {	/* its pair failed */
+		assert(j == i + 1);
+		sp_stable_unpend(st, w->act[i].snode);
+		return;
+	}
+	join_pages(e, w, i, j);
 	for (unsigned k = i; k < j; k++)
 		if (w->act[k].ok)
-			commit_sharer(e, s, act_rec(w, &w->act[k]),
+			commit_sharer(e, w->s, act_rec(w, &w->act[k]),
 				      w->act[k].snode);
-unpend:
 	for (unsigned k = i; k < j; k++)
 		sp_stable_unpend(st, w->act[k].snode);
 }
@@ -226,31 +249,8 @@ static void run_named(struct sp_engine *e, struct sp_window *w, unsigned i,
 		      unsigned j)
 {
 	struct sp_space *s = w->s;
-	uintptr_t va0 = act_va(w, &w->act[i]);
-	uint8_t held[SP_WINDOW];
 
-	if (hold(e, s->be, va0, i, j, held))
-		goto release;
-	for (unsigned k = i; k < j; k++) {
-		const void *p, *c;
-
-		if (!held[k - i])
-			continue;
-		p = e->ops->peek(e->be, s->be, act_va(w, &w->act[k]),
-				 scratch(e, 2));
-		c = e->ops->stable_peek(e->be, w->act[k].spage, scratch(e, 1));
-		w->act[k].ok = p && c && !memcmp(p, c, SP_PAGE_SIZE);
-		if (!w->act[k].ok)
-			e->c.merge_races++;
-	}
-#define REPLACE(a, n)                                                        \
-	(e->c.replace_calls++,                                               \
-	 e->ops->replace(e->be, s->be, act_va(w, &w->act[a]), (n),           \
-			 w->act[a].spage))
-	FOR_SUBRUNS(w, i, j, ok, REPLACE);
-#undef REPLACE
-	e->ops->unprotect(e->be, s->be, va0, j - i);
-release:
+	join_pages(e, w, i, j);
 	for (unsigned k = i; k < j; k++) {
 		struct sp_action *a = &w->act[k];
 		struct sp_rec *r = act_rec(w, a);
