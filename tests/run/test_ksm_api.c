@@ -105,33 +105,6 @@ static long rollup_kb(const char *key)
 	return v;
 }
 
-/* @key of the mapping holding @addr in /proc/self/smaps (kB), or -1.
- * Unlike the rollup, the merger's own memory does not count. */
-static long vma_kb(const void *addr, const char *key)
-{
-	char line[256];
-	long v = -1;
-	int in = 0;
-	size_t n = strlen(key);
-	FILE *f = fopen("/proc/self/smaps", "re");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
-		    strchr(line, '-') < strchr(line, ' ')) {
-			in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
-			continue;
-		}
-		if (in && !strncmp(line, key, n) && line[n] == ':')
-			v = atol(line + n + 1);
-	}
-	fclose(f);
-	return v;
-}
-
 static double now_ms(void)
 {
 	struct timespec ts;
@@ -687,6 +660,7 @@ static void test_zero_pages(void **state)
 	 * blur the figures. */
 	assert_int_equal(madvise(z, 0, MADV_MERGEABLE), 0);
 	memset(z, 0, N * PS);
+	/* The mapping's Rss: the merger's own memory is not in it. */
 	rss0 = vma_kb(z, "Rss");
 	assert_int_equal(madvise(z, N * PS, MADV_MERGEABLE), 0);
 	assert_true(wait_for(zero_released, z));
