@@ -39,15 +39,15 @@ static void tab_release(struct sp_u32tab *t, const struct sp_mem *mem)
 
 static int tab_grow(struct sp_u32tab *t, const struct sp_mem *mem)
 {
-	struct sp_u32tab o = *t;
-	uint32_t cap = t->cap ? t->cap * 2 : TAB_MIN;
-	uint32_t *k = sp_mem_alloc(mem, (size_t)cap * sizeof(uint32_t));
-	uint64_t *v = sp_mem_alloc(mem, (size_t)cap * sizeof(uint64_t));
+	struct sp_u32tab o = *t, n = { .cap = t->cap ? t->cap * 2 : TAB_MIN };
+	uint32_t *k, cap = n.cap;
+	uint64_t *v;
 	int found;
 
+	n.key = k = sp_mem_alloc(mem, (size_t)cap * sizeof(uint32_t));
+	n.val = v = sp_mem_alloc(mem, (size_t)cap * sizeof(uint64_t));
 	if (!k || !v) {
-		sp_mem_free(mem, k, (size_t)cap * sizeof(uint32_t));
-		sp_mem_free(mem, v, (size_t)cap * sizeof(uint64_t));
+		tab_release(&n, mem);
 		return -ENOMEM;
 	}
 	t->key = k;
@@ -176,6 +176,7 @@ int sp_u32map_next(const struct sp_u32map *m, uint64_t *pos, uint32_t *key,
 {
 	for (uint64_t p = *pos; (p >> BLK_SHIFT) < m->blk.cap; p++) {
 		uint32_t i = (uint32_t)(p >> BLK_SHIFT), bit = p & 63;
+		const uint64_t *x;
 		uint64_t rest;
 
 		if (!m->blk.key[i]) {
@@ -189,7 +190,8 @@ int sp_u32map_next(const struct sp_u32map *m, uint64_t *pos, uint32_t *key,
 		}
 		p += (uint64_t)__builtin_ctzll(rest);
 		*key = (m->blk.key[i] - 1) << BLK_SHIFT | (uint32_t)(p & 63);
-		*count = sp_u32map_get(m, *key);
+		x = tab_find(&m->more, *key);	/* the bit is set: >= 1 */
+		*count = 1 + (x ? (uint32_t)*x : 0);
 		*pos = p + 1;
 		return 1;
 	}
