@@ -92,6 +92,8 @@ struct sp_stats {
 	uint64_t pages_refused;		/* pages the backend could not hold (pinned) */
 	uint64_t replace_calls;		/* backend replace calls (one per run) */
 	uint64_t scan_errors;		/* windows skipped after a backend error */
+	uint64_t keys_skipped;		/* pages decided on their hash alone, never copied */
+	uint64_t keys_changed;		/* copies whose hash was not the page's as read: volatile */
 };
 
 /* Per address space counters, as in /proc/PID/ksm_stat. */
@@ -349,6 +351,15 @@ struct sp_backend_ops {
 	 * faults; stops at the first difference (tree walks use it). */
 	int (*cmp)(void *be, void *space, uintptr_t addr, const void *key,
 		   int *order);
+	/* Optional (may be NULL).  *hash gets the XXH3-64 (no seed) of
+	 * the page's bytes read where they are, without a copy: cheaper than
+	 * peek() for a page whose bytes are then not needed.  A concurrent
+	 * writer may make it the hash of bytes the page never held all at
+	 * once; the engine uses it as a checksum only, and before it
+	 * compares any bytes it takes a snapshot (peek) and hashes that.
+	 * Return: 0, or -EFAULT if unreadable.  Never faults; never blocks
+	 * writers. */
+	int (*hash)(void *be, void *space, uintptr_t addr, uint64_t *hash);
 	/* Hold n pages: from now on no write of any kind (user, kernel,
 	 * device) may change them.  held[i] says whether page i could be
 	 * held; a page that cannot (pinned for DMA, shared with another

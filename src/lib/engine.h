@@ -90,6 +90,7 @@ struct sp_counters {
 	uint64_t ksm_zero_pages, rmap_items;
 	uint64_t pages_named;		/* records in REC_NAMED */
 	uint64_t merge_races, replace_calls, scan_errors, pages_refused;
+	uint64_t keys_skipped, keys_changed;	/* see struct sp_stats */
 };
 
 struct sp_engine {

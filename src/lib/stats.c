@@ -53,6 +53,8 @@ void sp_stats_get(struct sp_engine *e, struct sp_stats *st)
 	st->pages_refused = e->c.pages_refused;
 	st->replace_calls = e->c.replace_calls;
 	st->scan_errors = e->c.scan_errors;
+	st->keys_skipped = e->c.keys_skipped;
+	st->keys_changed = e->c.keys_changed;
 	pthread_mutex_unlock(&e->lock);
 }
 

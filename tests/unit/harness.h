@@ -36,9 +36,22 @@ static inline void h_fill(void *page, uint64_t v)
 	memcpy(page, &v, sizeof(v));
 }
 
-static inline void h_init(struct h *h, unsigned nspace)
+/* The simulator's ops without the optional hash op: the engine then
+ * peeks (copies) every page it checksums. */
+static inline const struct sp_backend_ops *h_ops_nohash(void)
 {
-	struct sp_engine_config cfg = { .ops = &sp_sim_ops, .be = NULL };
+	static struct sp_backend_ops ops;
+
+	ops = sp_sim_ops;
+	ops.hash = NULL;
+	return &ops;
+}
+
+/* As h_init, with ops @ops over the simulator. */
+static inline void h_init_ops(struct h *h, unsigned nspace,
+			      const struct sp_backend_ops *ops)
+{
+	struct sp_engine_config cfg = { .ops = ops, .be = NULL };
 
 	memset(h, 0, sizeof(*h));
 	assert_int_equal(sp_sim_new(&h->sim), 0);
@@ -49,6 +62,11 @@ static inline void h_init(struct h *h, unsigned nspace)
 		assert_int_equal(sp_space_add(h->e, h->sp[i], &h->s[i]), 0);
 	}
 	h->nspace = nspace;
+}
+
+static inline void h_init(struct h *h, unsigned nspace)
+{
+	h_init_ops(h, nspace, &sp_sim_ops);
 }
 
 /* Map @n pages at BASE in space @i, give page k content vals[k] (0 means

@@ -701,8 +701,8 @@ static void race_inject(struct sp_sim *sim, const char *op, void *arg)
 
 static void test_write_racing_merge(void **state)
 {
-	static const char *const ops[] = { "state", "peek", "protect",
-					   "replace", "unprotect",
+	static const char *const ops[] = { "state", "hash", "peek",
+					   "protect", "replace", "unprotect",
 					   "stable_alloc", "stable_write" };
 
 	(void)state;
@@ -722,6 +722,11 @@ static void test_write_racing_merge(void **state)
 			assert_true(r.fired);
 			assert_true(h_is(&h, 0, page, 77));
 			assert_true(h_is(&h, 0, !page, 5));
+			/* Page 1's bytes are copied (its partner is in the
+			 * unstable tree) after its hash was read: a write
+			 * between the two makes it volatile, not merged. */
+			assert_int_equal(h_stats(&h).keys_changed,
+					 !strcmp(ops[k], "peek") && page == 1);
 			h_check(&h);
 			h_passes(&h, 2);
 			assert_true(h_is(&h, 0, page, 77));
@@ -729,6 +734,40 @@ static void test_write_racing_merge(void **state)
 			h_check(&h);
 			h_fini(&h);
 		}
+}
+
+/* ---- a page's bytes are copied only when something could equal it ------- */
+
+static void lazy_keys(const struct sp_backend_ops *ops)
+{
+	struct h h;
+	uint64_t vals[6] = { 11, 12, 13, 14, 15, 15 };
+	struct sp_stats st;
+
+	h_init_ops(&h, 1, ops);
+	h_map(&h, 0, 6, vals);
+	h_passes(&h, 2);
+	st = h_stats(&h);
+	/* The first copy of 15 merges with the second, as always. */
+	assert_int_equal(h_frame(&h, 0, 4), h_frame(&h, 0, 5));
+	assert_int_equal(st.pages_shared, 1);
+	assert_int_equal(st.pages_sharing, 1);
+	assert_int_equal(st.pages_unshared, 4);
+	assert_true(h_is(&h, 0, 4, 15) && h_is(&h, 0, 5, 15));
+	/* With the hash op, pages nothing could equal (11-14, and the
+	 * first 15) were decided on their hash; only the second 15 was
+	 * copied.  Without it, every page was. */
+	assert_int_equal(st.keys_skipped, ops->hash ? 5 : 0);
+	assert_int_equal(st.keys_changed, 0);
+	h_check(&h);
+	h_fini(&h);
+}
+
+static void test_lazy_keys(void **state)
+{
+	(void)state;
+	lazy_keys(&sp_sim_ops);
+	lazy_keys(h_ops_nohash());
 }
 
 /* ---- pinned pages are never replaced ------------------------------------- */
@@ -841,6 +880,7 @@ int main(void)
 		cmocka_unit_test(test_space_remove_and_forget),
 		cmocka_unit_test(test_backend_failures),
 		cmocka_unit_test(test_write_racing_merge),
+		cmocka_unit_test(test_lazy_keys),
 		cmocka_unit_test(test_pinned_pages),
 		cmocka_unit_test(test_discard_and_ranges),
 	};

@@ -175,19 +175,26 @@ static void test_many(void **state)
 	check(&st);
 	grown = st.idx.n;
 	assert_true(grown >= NPAGE / 2 && grown <= 2 * NPAGE);
-	for (unsigned k = 0; k < NPAGE; k++)
+	for (unsigned k = 0; k < NPAGE; k++) {
 		assert_int_equal(find(&st, k, 256), node[k]);
-	/* A content not there is settled by hashes alone. */
+		assert_true(sp_stable_has_hash(&st, h32(k)));
+	}
+	/* A content not there is settled by hashes alone, and
+	 * sp_stable_has_hash says so without the bytes. */
 	peeks = 0;
 	for (unsigned k = 0; k < 200; k++) {
 		unsigned char other[PS];
-		uint32_t match, d;
+		uint32_t match, d, h;
+		int known = 0;
 
 		memset(other, 0x77, PS);
 		memcpy(other, &k, sizeof(k));
-		assert_int_equal(sp_stable_search(&st,
-						  (uint32_t)sp_hash_page(other),
-						  other, 256, &match, &d), 0);
+		h = (uint32_t)sp_hash_page(other);
+		for (unsigned j = 0; j < NPAGE; j++)
+			known |= h32(j) == h;
+		assert_int_equal(sp_stable_has_hash(&st, h), known);
+		assert_int_equal(sp_stable_search(&st, h, other, 256, &match,
+						  &d), 0);
 		assert_int_equal(match, SP_INIL);
 	}
 	assert_true(peeks <= 2);	/* a 32-bit hash met by chance */
@@ -207,6 +214,8 @@ static void test_many(void **state)
 		sp_stable_drop_sharer(&st, node[k]);
 	check(&st);
 	assert_int_equal(st.nlive, 0);
+	for (unsigned k = 0; k < NPAGE; k++)
+		assert_false(sp_stable_has_hash(&st, h32(k)));
 	fini(&st);
 }
 

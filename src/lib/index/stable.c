@@ -231,6 +231,15 @@ int sp_stable_search(struct sp_stable *st, uint32_t hash, const void *key,
 	return 0;
 }
 
+int sp_stable_has_hash(const struct sp_stable *st, uint32_t hash)
+{
+	for (uint32_t i = *sp_ibucket(&st->idx, hash); i != SP_INIL;
+	     i = sn(st, i)->hnext)
+		if (sn(st, i)->hash == hash)
+			return 1;
+	return 0;
+}
+
 int sp_stable_new(struct sp_stable *st, uint32_t slot, uint32_t hash,
 		  uint32_t match, uint32_t *out)
 {

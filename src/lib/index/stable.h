@@ -118,6 +118,13 @@ int sp_stable_search(struct sp_stable *st, uint32_t hash, const void *key,
 		     uint64_t max_sharing, uint32_t *match, uint32_t *out);
 
 /*
+ * sp_stable_has_hash - whether a node with hash @hash is indexed: if not,
+ * sp_stable_search() with that hash would find nothing and read no
+ * bytes, so the caller need not have any.  Pure.
+ */
+int sp_stable_has_hash(const struct sp_stable *st, uint32_t hash);
+
+/*
  * sp_stable_new - a NEW node whose content is staging slot @slot, with
  * hash @hash, placed as sp_stable_search() with the same key said: in
  * the index if @match is SP_INIL, else as a dup of @match (a PLAIN @match

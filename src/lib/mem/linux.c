@@ -27,6 +27,7 @@ const struct sp_backend_ops lx_ops = {
 	.state = lx_state,
 	.peek = lx_peek,
 	.cmp = lx_cmp,
+	.hash = lx_hash,
 	.protect = lx_protect,
 	.unprotect = lx_unprotect,
 	.replace = lx_replace,

@@ -290,6 +290,9 @@ int lx_guard_init(void);
 int lx_guard_ok(void);
 int lx_guarded_copy(void *dst, const void *src, size_t n);
 int lx_guarded_cmp(const void *key, const void *page, size_t n, int *order);
+/* lx_guarded_hash - sp_hash_page() of a page read in place.  Return: 0,
+ * or -EFAULT if it faulted (unmapped or PROT_NONE meanwhile). */
+int lx_guarded_hash(const void *page, uint64_t *hash);
 
 /* ---- lx_scan.c ---- */
 int lx_excl_add(struct sp_linux *lx, uintptr_t start, uintptr_t end);
@@ -332,6 +335,7 @@ int lx_state(void *be, void *space, uintptr_t addr, size_t n, uint8_t *out);
 const void *lx_peek(void *be, void *space, uintptr_t addr, void *buf);
 int lx_cmp(void *be, void *space, uintptr_t addr, const void *key,
 	   int *order);
+int lx_hash(void *be, void *space, uintptr_t addr, uint64_t *hash);
 
 /* ---- lx_uffd.c ---- */
 /* lx_uffd_open - a userfaultfd with UFFDIO_MOVE.  Return: 0 and *fd, or

@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <string.h>
 
+#include "../util/hash.h"
 #include "linux.h"
 
 /* The armed guard of this thread, NULL when unarmed.  initial-exec: the
@@ -109,6 +110,22 @@ int lx_guarded_copy(void *dst, const void *src, size_t n)
 	memcpy(dst, src, n);
 	BARRIER();
 	guard_jb = NULL;
+	return 0;
+}
+
+int lx_guarded_hash(const void *page, uint64_t *hash)
+{
+	sigjmp_buf jb;
+	uint64_t h;
+
+	if (sigsetjmp(jb, 0))
+		return -EFAULT;
+	guard_jb = &jb;
+	BARRIER();
+	h = sp_hash_page(page);
+	BARRIER();
+	guard_jb = NULL;
+	*hash = h;
 	return 0;
 }
 

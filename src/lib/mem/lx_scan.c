@@ -1,8 +1,8 @@
 /*
  * lx_scan.c - what the engine learns about the process's memory: which
  * ranges may merge (probe), what each page holds now (state, from
- * /proc/self/pagemap), and its bytes (peek, cmp: guarded direct reads,
- * /proc/self/mem as the fallback).
+ * /proc/self/pagemap), and its bytes (peek, cmp, hash: guarded direct
+ * reads, /proc/self/mem as the fallback).
  *
  * Never merged (reported SP_EXT_OTHER / SP_PS_OTHER): shared, file-backed
  * and special mappings; memory the scanner itself touches during a merge
@@ -19,6 +19,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "../util/hash.h"
 #include "linux.h"
 #include "lx_sys.h"
 
@@ -371,5 +372,27 @@ int lx_cmp(void *be, void *space, uintptr_t addr, const void *key, int *order)
 	if (lx_read_slow(lx, h ? (uintptr_t)h : addr, tmp))
 		return -EFAULT;
 	*order = memcmp(key, tmp, LX_PS);
+	return 0;
+}
+
+int lx_hash(void *be, void *space, uintptr_t addr, uint64_t *hash)
+{
+	struct sp_linux *lx = be;
+	unsigned char tmp[LX_PS];
+	int readable;
+	const void *h = held_page(lx, addr, &readable);
+
+	(void)space;
+	if (h && readable) {
+		*hash = sp_hash_page(h);
+		return 0;
+	}
+	if (!h && lx->guard_ok && lx_guarded_hash((const void *)addr, hash) == 0)
+		return 0;
+	if (!h)
+		lx->guard_faults += lx->guard_ok;
+	if (lx_read_slow(lx, h ? (uintptr_t)h : addr, tmp))
+		return -EFAULT;
+	*hash = sp_hash_page(tmp);
 	return 0;
 }

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "samepage.h"
+#include "../util/hash.h"
 #include "../util/ralloc.h"
 
 #define PS SP_PAGE_SIZE
@@ -864,6 +865,22 @@ static int op_cmp(void *be, void *space, uintptr_t addr, const void *key,
 	return 0;
 }
 
+static int op_hash(void *be, void *space, uintptr_t addr, uint64_t *hash)
+{
+	struct sp_sim *sim = be;
+	uint8_t buf[PS];
+	struct sim_pte *pte;
+	int err = op_enter(sim, "hash");
+
+	if (err)
+		return err;
+	pte = pte_of(space, addr, NULL);
+	if (!pte)
+		return -EFAULT;
+	*hash = sp_hash_page(frame_bytes(sim, pte->frame, buf));
+	return 0;
+}
+
 static int op_protect(void *be, void *space, uintptr_t addr, size_t n,
 		      uint8_t *held)
 {
@@ -1088,6 +1105,7 @@ const struct sp_backend_ops sp_sim_ops = {
 	.probe = op_probe,
 	.state = op_state,
 	.peek = op_peek,
+	.hash = op_hash,
 	.cmp = op_cmp,
 	.protect = op_protect,
 	.unprotect = op_unprotect,

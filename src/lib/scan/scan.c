@@ -22,10 +22,16 @@
  *
  * Phase 1 reads pages but never changes memory: decisions become actions
  * that phase 2 (merge.c) executes in runs, on held pages, after comparing
- * the bytes again.  Each decision works on a private snapshot of the page
- * (the key), never on the live page, which a writer may change while a
- * tree is walked: the stable tree must only ever hold a node where its
- * content belongs.  To let later pages of the same window find a stable
+ * the bytes again.  Each decision that compares bytes works on a private
+ * snapshot of the page (the key), never on the live page, which a writer
+ * may change while a tree is walked: the stable tree must only ever hold
+ * a node where its content belongs.  Most pages need no key: with a
+ * backend that hashes pages in place (ops->hash), a page that no zero
+ * page, stable node or unstable page could equal (none has its hash or
+ * checksum) simply enters the unstable tree, and its 4 KiB are read once
+ * per pass instead of copied and read again.  Only a page that could
+ * match is copied, and the copy hashed again: if it is not what was
+ * hashed, a writer is at work and the page is volatile this pass.  To let later pages of the same window find a stable
  * page that phase 2 has yet to create, a pair's new stable node enters
  * the stable tree at once, NEW, with the key as its content (a staging
  * copy); phase 2 writes exactly that to the store.
@@ -245,8 +251,80 @@ static int stage(struct sp_engine *e, struct sp_window *w, const void *p)
 	return (int)k;
 }
 
+/* Whether some page could equal one of checksum @csum and hash @h: a
+ * zero page, a stable node of that hash, a page in the unstable tree
+ * with that checksum.  If none, deciding needs none of its bytes. */
+static int may_match(struct sp_engine *e, uint32_t csum, uint64_t h)
+{
+	const struct sp_unstable *u = &e->unstable;
+
+	if (e->knob[SP_KNOB_USE_ZERO_PAGES] && csum == e->zero_csum)
+		return 1;
+	if (sp_stable_has_hash(&e->stable, (uint32_t)h))
+		return 1;
+	for (uint32_t i = sp_unstable_first(u, csum); i != SP_INIL;
+	     i = u->node[i].next)
+		if (u->node[i].csum == csum &&
+		    !(u->node[i].ref & SP_UREF_STABLE))
+			return 1;
+	return 0;
+}
+
+/*
+ * The key of page @i: a private snapshot that no writer can change
+ * mid-search, in scratch 0.  @p is its content as peek gave it, or NULL
+ * if only its hash was read (ops->hash): then the snapshot is taken now
+ * and hashed again, and if it differs from *@h the page is being
+ * written, volatile this pass.  Return: the key (*@h its hash), or NULL.
+ */
+static const void *take_key(struct sp_engine *e, struct sp_window *w,
+			    unsigned i, struct sp_rec *r, const void *p,
+			    uint64_t *h)
+{
+	void *key = scratch(e, 0);
+	uint64_t h2;
+
+	if (!p) {
+		p = e->ops->peek(e->be, w->s->be,
+				 w->addr + ((uintptr_t)i << SP_PAGE_SHIFT), key);
+		if (!p)
+			return NULL;
+	}
+	if (p != key)
+		memcpy(key, p, SP_PAGE_SIZE);
+	if (p == key && !e->ops->hash)
+		return key;	/* *h was taken from these bytes */
+	h2 = sp_hash_page(key);
+	if (h2 != *h) {
+		e->c.keys_changed++;
+		rec_set_csum(r, (uint32_t)h2 & REC_CSUM_MASK);
+		return NULL;
+	}
+	return key;
+}
+
+/* Page @i (record @r) entered the unstable tree as node @ins: ask the
+ * shared store about it at the end of the window. */
+static void unstable_entered(struct sp_engine *e, struct sp_window *w,
+			     unsigned i, struct sp_rec *r, uint32_t ins,
+			     uint64_t h)
+{
+	unsigned k;
+
+	rec_set_state(r, REC_UNSTABLE);
+	r->link = ins;
+	e->c.pages_unshared++;
+	if (!e->ops->lookup)
+		return;
+	k = w->nglob++;
+	w->gslot[k] = (uint16_t)i;
+	w->gnode[k] = ins;
+	w->ghash[k] = h;
+	w->gaddr[k] = w->addr + ((uintptr_t)i << SP_PAGE_SHIFT);
+}
+
 /* Steps 5-7 for a page whose checksum held; @p is its content as the
- * backend gave it. */
+ * backend gave it, or NULL if only its hash @h was read. */
 static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
 		   struct sp_rec *r, uint32_t self, const void *p, uint64_t h)
 {
@@ -255,10 +333,18 @@ static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
 	struct sp_action *a;
 	int slot;
 
-	/* The key: a private snapshot that no writer can change mid-search. */
-	if (p != scratch(e, 0))
-		memcpy(scratch(e, 0), p, SP_PAGE_SIZE);
-	p = scratch(e, 0);
+	if (!p && !may_match(e, rec_csum(r), h)) {
+		/* Nothing can equal it: it enters the unstable tree
+		 * without its bytes ever being copied. */
+		e->c.keys_skipped++;
+		ins = sp_unstable_add(&e->unstable, self, rec_csum(r));
+		if (ins != SP_INIL)
+			unstable_entered(e, w, i, r, ins, h);
+		return;
+	}
+	p = take_key(e, w, i, r, p, &h);
+	if (!p)
+		return;
 	if (e->knob[SP_KNOB_USE_ZERO_PAGES] && rec_csum(r) == e->zero_csum &&
 	    is_zero(p)) {
 		act_add(w, i, ACT_ZERO);
@@ -276,17 +362,7 @@ static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
 	q = unstable_search_insert(e, (uint32_t)h & REC_CSUM_MASK, p, self,
 				   &ins);
 	if (ins != SP_INIL) {
-		rec_set_state(r, REC_UNSTABLE);
-		r->link = ins;
-		e->c.pages_unshared++;
-		if (e->ops->lookup) {	/* ask the shared store later */
-			unsigned k = w->nglob++;
-
-			w->gslot[k] = (uint16_t)i;
-			w->gnode[k] = ins;
-			w->ghash[k] = h;
-			w->gaddr[k] = w->addr + ((uintptr_t)i << SP_PAGE_SHIFT);
-		}
+		unstable_entered(e, w, i, r, ins, h);
 		return;
 	}
 	if (q == SP_INIL)
@@ -375,10 +451,16 @@ static unsigned scan_page(struct sp_engine *e, struct sp_window *w,
 		return 0;
 	}
 	e->c.pages_scanned++;
-	p = e->ops->peek(e->be, s->be, va, scratch(e, 0));
-	if (!p)
-		return 1;	/* unreadable now (unmapped): next pass */
-	hash = sp_hash_page(p);
+	if (e->ops->hash) {
+		p = NULL;	/* the bytes only if decide() needs them */
+		if (e->ops->hash(e->be, s->be, va, &hash))
+			return 1;	/* unreadable now (unmapped) */
+	} else {
+		p = e->ops->peek(e->be, s->be, va, scratch(e, 0));
+		if (!p)
+			return 1;
+		hash = sp_hash_page(p);
+	}
 	csum = (uint32_t)hash & REC_CSUM_MASK;
 	if (first || csum != rec_csum(r)) {
 		rec_set_csum(r, csum);	/* volatile this pass */
