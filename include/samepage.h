@@ -92,8 +92,11 @@ struct sp_stats {
 	uint64_t pages_refused;		/* pages the backend could not hold (pinned) */
 	uint64_t replace_calls;		/* backend replace calls (one per run) */
 	uint64_t scan_errors;		/* windows skipped after a backend error */
-	uint64_t keys_skipped;		/* pages decided on their hash alone, never copied */
-	uint64_t keys_changed;		/* copies whose hash was not the page's as read: volatile */
+	/* Pages decided on their hash alone, never copied (ops->hash). */
+	uint64_t keys_skipped;
+	/* Copies whose hash differed from the page's as scanned: a writer
+	 * was at work, and the page was volatile that pass. */
+	uint64_t keys_changed;
 };
 
 /* Per address space counters, as in /proc/PID/ksm_stat. */

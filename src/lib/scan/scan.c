@@ -31,7 +31,9 @@
  * checksum) simply enters the unstable tree, and its 4 KiB are read once
  * per pass instead of copied and read again.  Only a page that could
  * match is copied, and the copy hashed again: if it is not what was
- * hashed, a writer is at work and the page is volatile this pass.  To let later pages of the same window find a stable
+ * hashed, a writer is at work and the page is volatile this pass.
+ *
+ * To let later pages of the same window find a stable
  * page that phase 2 has yet to create, a pair's new stable node enters
  * the stable tree at once, NEW, with the key as its content (a staging
  * copy); phase 2 writes exactly that to the store.
@@ -272,30 +274,32 @@ static int may_match(struct sp_engine *e, uint32_t csum, uint64_t h)
 
 /*
  * The key of page @i: a private snapshot that no writer can change
- * mid-search, in scratch 0.  @p is its content as peek gave it, or NULL
- * if only its hash was read (ops->hash): then the snapshot is taken now
- * and hashed again, and if it differs from *@h the page is being
- * written, volatile this pass.  Return: the key (*@h its hash), or NULL.
+ * mid-search, in scratch 0.  @p is its content as peek gave it when it
+ * was scanned (@h is the hash of those bytes), or NULL if only its hash
+ * @h was read (ops->hash): then the snapshot is taken now and hashed
+ * again, and if that differs from @h the page is being written,
+ * volatile this pass.  Return: the key, or NULL.
  */
 static const void *take_key(struct sp_engine *e, struct sp_window *w,
 			    unsigned i, struct sp_rec *r, const void *p,
-			    uint64_t *h)
+			    uint64_t h)
 {
 	void *key = scratch(e, 0);
 	uint64_t h2;
 
-	if (!p) {
-		p = e->ops->peek(e->be, w->s->be,
-				 w->addr + ((uintptr_t)i << SP_PAGE_SHIFT), key);
-		if (!p)
-			return NULL;
+	if (p) {
+		if (p != key)
+			memcpy(key, p, SP_PAGE_SIZE);
+		return key;
 	}
+	p = e->ops->peek(e->be, w->s->be,
+			 w->addr + ((uintptr_t)i << SP_PAGE_SHIFT), key);
+	if (!p)
+		return NULL;
 	if (p != key)
 		memcpy(key, p, SP_PAGE_SIZE);
-	if (p == key && !e->ops->hash)
-		return key;	/* *h was taken from these bytes */
 	h2 = sp_hash_page(key);
-	if (h2 != *h) {
+	if (h2 != h) {
 		e->c.keys_changed++;
 		rec_set_csum(r, (uint32_t)h2 & REC_CSUM_MASK);
 		return NULL;
@@ -342,7 +346,7 @@ static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
 			unstable_entered(e, w, i, r, ins, h);
 		return;
 	}
-	p = take_key(e, w, i, r, p, &h);
+	p = take_key(e, w, i, r, p, h);
 	if (!p)
 		return;
 	if (e->knob[SP_KNOB_USE_ZERO_PAGES] && rec_csum(r) == e->zero_csum &&
