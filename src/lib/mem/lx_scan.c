@@ -334,6 +334,18 @@ static const void *held_page(struct sp_linux *lx, uintptr_t addr, int *readable)
 	return c->base + ((size_t)h->slot * LX_HOLD_MAX + i) * LX_PS;
 }
 
+/* The bytes of the page at @addr when no direct read is possible: a held
+ * page @h we may not read, or a page the guard could not read (off, or
+ * it faulted: unmapped or PROT_NONE meanwhile).  Read through
+ * /proc/self/mem into @buf.  Return: @buf, or NULL if unreadable. */
+static const void *read_fallback(struct sp_linux *lx, uintptr_t addr,
+				 const void *h, void *buf)
+{
+	if (!h)
+		lx->guard_faults += lx->guard_ok;
+	return lx_read_slow(lx, h ? (uintptr_t)h : addr, buf) ? NULL : buf;
+}
+
 const void *lx_peek(void *be, void *space, uintptr_t addr, void *buf)
 {
 	struct sp_linux *lx = be;
@@ -341,15 +353,12 @@ const void *lx_peek(void *be, void *space, uintptr_t addr, void *buf)
 	const void *h = held_page(lx, addr, &readable);
 
 	(void)space;
-	if (h) {
-		if (readable)
-			return h;
-		return lx_read_slow(lx, (uintptr_t)h, buf) ? NULL : buf;
-	}
-	if (lx->guard_ok && lx_guarded_copy(buf, (const void *)addr, LX_PS) == 0)
+	if (h && readable)
+		return h;
+	if (!h && lx->guard_ok &&
+	    lx_guarded_copy(buf, (const void *)addr, LX_PS) == 0)
 		return buf;
-	lx->guard_faults += lx->guard_ok;
-	return lx_read_slow(lx, addr, buf) ? NULL : buf;
+	return read_fallback(lx, addr, h, buf);
 }
 
 int lx_cmp(void *be, void *space, uintptr_t addr, const void *key, int *order)
@@ -357,21 +366,16 @@ int lx_cmp(void *be, void *space, uintptr_t addr, const void *key, int *order)
 	struct sp_linux *lx = be;
 	unsigned char tmp[LX_PS];
 	int readable;
-	const void *h = held_page(lx, addr, &readable);
+	const void *h = held_page(lx, addr, &readable), *p;
 
 	(void)space;
-	if (h && readable) {
-		*order = memcmp(key, h, LX_PS);
-		return 0;
-	}
 	if (!h && lx->guard_ok &&
 	    lx_guarded_cmp(key, (const void *)addr, LX_PS, order) == 0)
 		return 0;
-	if (!h)
-		lx->guard_faults += lx->guard_ok;
-	if (lx_read_slow(lx, h ? (uintptr_t)h : addr, tmp))
+	p = h && readable ? h : read_fallback(lx, addr, h, tmp);
+	if (!p)
 		return -EFAULT;
-	*order = memcmp(key, tmp, LX_PS);
+	*order = memcmp(key, p, LX_PS);
 	return 0;
 }
 
@@ -380,19 +384,14 @@ int lx_hash(void *be, void *space, uintptr_t addr, uint64_t *hash)
 	struct sp_linux *lx = be;
 	unsigned char tmp[LX_PS];
 	int readable;
-	const void *h = held_page(lx, addr, &readable);
+	const void *h = held_page(lx, addr, &readable), *p;
 
 	(void)space;
-	if (h && readable) {
-		*hash = sp_hash_page(h);
-		return 0;
-	}
 	if (!h && lx->guard_ok && lx_guarded_hash((const void *)addr, hash) == 0)
 		return 0;
-	if (!h)
-		lx->guard_faults += lx->guard_ok;
-	if (lx_read_slow(lx, h ? (uintptr_t)h : addr, tmp))
+	p = h && readable ? h : read_fallback(lx, addr, h, tmp);
+	if (!p)
 		return -EFAULT;
-	*hash = sp_hash_page(tmp);
+	*hash = sp_hash_page(p);
 	return 0;
 }

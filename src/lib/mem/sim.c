@@ -837,47 +837,54 @@ static int op_state(void *be, void *space, uintptr_t addr, size_t n,
 	return 0;
 }
 
-static const void *op_peek(void *be, void *space, uintptr_t addr, void *buf)
+/* Op @op reading the page at @addr: enter it (op_enter), then its bytes
+ * (the frame's, or generated into @buf).  Return: the bytes, or NULL
+ * with *err the injected fault or -EFAULT (unmapped). */
+static const void *op_read(struct sp_sim *sim, void *space, uintptr_t addr,
+			   const char *op, void *buf, int *err)
 {
-	struct sp_sim *sim = be;
 	struct sim_pte *pte;
 
-	if (op_enter(sim, "peek"))
+	*err = op_enter(sim, op);
+	if (*err)
 		return NULL;
 	pte = pte_of(space, addr, NULL);
-	return pte ? frame_bytes(sim, pte->frame, buf) : NULL;
+	if (!pte) {
+		*err = -EFAULT;
+		return NULL;
+	}
+	return frame_bytes(sim, pte->frame, buf);
+}
+
+static const void *op_peek(void *be, void *space, uintptr_t addr, void *buf)
+{
+	int err;
+
+	return op_read(be, space, addr, "peek", buf, &err);
 }
 
 static int op_cmp(void *be, void *space, uintptr_t addr, const void *key,
 		  int *order)
 {
-	struct sp_sim *sim = be;
 	uint8_t buf[PS];
-	struct sim_pte *pte;
-	int err = op_enter(sim, "cmp");
+	int err;
+	const void *p = op_read(be, space, addr, "cmp", buf, &err);
 
-	if (err)
+	if (!p)
 		return err;
-	pte = pte_of(space, addr, NULL);
-	if (!pte)
-		return -EFAULT;
-	*order = memcmp(key, frame_bytes(sim, pte->frame, buf), PS);
+	*order = memcmp(key, p, PS);
 	return 0;
 }
 
 static int op_hash(void *be, void *space, uintptr_t addr, uint64_t *hash)
 {
-	struct sp_sim *sim = be;
 	uint8_t buf[PS];
-	struct sim_pte *pte;
-	int err = op_enter(sim, "hash");
+	int err;
+	const void *p = op_read(be, space, addr, "hash", buf, &err);
 
-	if (err)
+	if (!p)
 		return err;
-	pte = pte_of(space, addr, NULL);
-	if (!pte)
-		return -EFAULT;
-	*hash = sp_hash_page(frame_bytes(sim, pte->frame, buf));
+	*hash = sp_hash_page(p);
 	return 0;
 }
 

@@ -179,6 +179,14 @@ static int should_skip(struct sp_engine *e, struct sp_rec *r)
 
 /* ---- the unstable tree ----------------------------------------------- */
 
+/* Whether unstable node @n may name a page of checksum @csum: same
+ * checksum, and a page node (a stable ref's content is found in the
+ * stable tree).  Whether that page is still live is for unode_equal(). */
+static int unode_candidate(const struct sp_unode *n, uint32_t csum)
+{
+	return n->csum == csum && !(n->ref & SP_UREF_STABLE);
+}
+
 /* Whether unstable node @i, naming page @ref, is a live page other than
  * @self whose live bytes equal @key.  Its checksum already matched. */
 static int unode_equal(struct sp_engine *e, uint32_t i, uint32_t ref,
@@ -217,7 +225,7 @@ static uint32_t unstable_search_insert(struct sp_engine *e, uint32_t csum,
 	     i = u->node[i].next) {
 		uint32_t ref = u->node[i].ref;
 
-		if (u->node[i].csum != csum || (ref & SP_UREF_STABLE))
+		if (!unode_candidate(&u->node[i], csum))
 			continue;
 		if (unode_equal(e, i, ref, self, key))
 			return i;
@@ -266,8 +274,7 @@ static int may_match(struct sp_engine *e, uint32_t csum, uint64_t h)
 		return 1;
 	for (uint32_t i = sp_unstable_first(u, csum); i != SP_INIL;
 	     i = u->node[i].next)
-		if (u->node[i].csum == csum &&
-		    !(u->node[i].ref & SP_UREF_STABLE))
+		if (unode_candidate(&u->node[i], csum))
 			return 1;
 	return 0;
 }
