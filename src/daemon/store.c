@@ -112,8 +112,11 @@ static int grow(void *pp, uint32_t *cap, size_t elem, uint32_t want)
 
 	if (want <= *cap)
 		return 0;
+	/* By eighths, not doubling: a slot table is the daemon's largest
+	 * cost per page after the directory, and one page past a power of
+	 * two must not double it (a large realloc moves pages, not bytes). */
 	while (c < want)
-		c *= 2;
+		c += c / 8 > 1024 ? c / 8 : 1024;
 	n = realloc(*p, (size_t)c * elem);
 	if (!n)
 		return -ENOMEM;

@@ -174,6 +174,30 @@ static void test_many(void **state)
 	}
 }
 
+/* A store one page past a power of two does not pay for twice the
+ * slots: the slot table grows by eighths (meta_bytes counts it). */
+static void test_slot_growth(void **state)
+{
+	struct store *st = *state;
+	struct store_stats a, b;
+	uint8_t p[PS];
+	uint32_t g;
+
+	for (uint32_t i = 0; i < 8192; i++) {
+		fill(p, 50000 + i);
+		assert_int_equal(store_intern(st, p, &g), 0);
+	}
+	store_stats_get(st, &a);
+	fill(p, 50000 + 8192);
+	assert_int_equal(store_intern(st, p, &g), 0);
+	store_stats_get(st, &b);
+	assert_int_equal(b.live, 8193);
+	/* 1/8 of 8192 slots of 16 bytes, and at most a bucket table's
+	 * doubling (4 bytes per bucket, 2 slots per bucket), not 8192 more
+	 * slots (128 KiB). */
+	assert_true(b.meta_bytes - a.meta_bytes <= 1024 * 16 + 4096 * 4);
+}
+
 static void test_nominate(void **state)
 {
 	struct store *st = *state;
@@ -470,6 +494,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_sealed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slot_growth, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_nominate_grow, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_nominate, setup, teardown),
