@@ -236,7 +236,7 @@ static void step(struct run *r)
 	} else if (op < 96) {
 		/* Pin a page for "DMA", or unpin one. */
 		unsigned p = below(r, NPG);
-		sp_frame_t f;
+		sp_frame_t f = 0;	/* a failed pin leaves it unset */
 
 		if (r->npin && (r->npin == MAXPIN || below(r, 2))) {
 			unsigned k = below(r, r->npin);
