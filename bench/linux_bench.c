@@ -169,7 +169,7 @@ static void headline(size_t mib)
 	printf("  VMAs %ld -> %ld (+%ld), %llu mapping calls, store %.1f MiB\n",
 	       v0, v1, v1 - v0, (unsigned long long)as.replaces,
 	       as.store_bytes / (double)MIB);
-	printf("  metadata just after converging (unstable arena at its peak): "
+	printf("  metadata just after converging (unstable tree at its largest): "
 	       "engine %.2f B/page (+%llu B fixed), backend %.2f B/page\n",
 	       (double)st.meta_bytes / st.rmap_items,
 	       (unsigned long long)st.fixed_bytes,

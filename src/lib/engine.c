@@ -177,7 +177,8 @@ int sp_engine_new(const struct sp_engine_config *cfg, struct sp_engine **out)
 	e->spaces.next = e->spaces.prev = &e->spaces;
 	e->cursor.s = &e->spaces;
 	sp_chunktab_init(&e->chunks, &e->mem);
-	err = sp_unstable_init(&e->unstable, REC_CSUM_BITS, &e->mem);
+	err = sp_unstable_init(&e->unstable, REC_CSUM_BITS, &e->chunks,
+			       &e->mem);
 	if (!err)
 		err = sp_stable_init(&e->stable, cfg->ops, cfg->be, e->staging,
 				     &e->mem, &e->fixed);

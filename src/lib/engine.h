@@ -61,7 +61,6 @@ struct sp_action {
 					 * reference held until committed) */
 	};
 	uint32_t qid;		/* PAIR: partner page id */
-	uint32_t unode;		/* PAIR: partner's unstable node */
 	uint8_t qok;		/* PAIR: partner was merged */
 };
 
@@ -75,10 +74,9 @@ struct sp_window {
 	unsigned nact;
 	unsigned nstage;		/* staging slots used */
 	/* Pages that found no partner here, for the backend's lookup in a
-	 * shared store (ops->lookup): window slot, unstable node, hash. */
+	 * shared store (ops->lookup): window slot, hash, address, answer. */
 	unsigned nglob;
 	uint16_t gslot[SP_WINDOW];
-	uint32_t gnode[SP_WINDOW];
 	uint64_t ghash[SP_WINDOW];
 	uintptr_t gaddr[SP_WINDOW];
 	sp_spage_t gout[SP_WINDOW];

@@ -124,6 +124,8 @@ int sp_engine_verify(struct sp_engine *e, char *why, size_t whylen)
 
 	pthread_mutex_lock(&e->lock);
 	err = sp_stable_verify(&e->stable, why, whylen);
+	if (!err)
+		err = sp_unstable_verify(&e->unstable, why, whylen);
 	if (err)
 		goto out;
 	sharers = calloc(e->stable.cap ? e->stable.cap : 1, sizeof(*sharers));

@@ -352,63 +352,184 @@ static void test_verify_catches(void **state)
 	fini(&st);
 }
 
-/* Every node of this pass is on the chain its key picks, once. */
-static void check_unstable(struct sp_unstable *u)
-{
-	unsigned char *met = calloc(u->n ? u->n : 1, 1);
+/* ---- the unstable tree: chains through page records ---------------- */
 
-	assert_non_null(met);
-	for (uint32_t b = 0; b < u->idx.n; b++)
-		for (uint32_t i = u->idx.head[b]; i != SP_INIL;
-		     i = u->node[i].next) {
-			assert_true(i < u->n);
-			assert_int_equal(u->node[i].csum & (u->idx.n - 1), b);
-			assert_int_equal(met[i]++, 0);
-		}
-	for (uint32_t i = 0; i < u->n; i++)
-		assert_int_equal(met[i], 1);
-	free(met);
+enum { UN = 20000, UBITS = 12 };
+
+/* Records for page ids [0, UN) in chunks of one table, as the engine
+ * keeps them; every record REC_UNSTABLE with checksum ukey(id). */
+struct urecs {
+	struct sp_chunktab t;
+	struct sp_rb_root tree;
+	uint32_t id[UN];	/* page id of record k */
+	struct sp_rec *r[UN];
+};
+
+static uint32_t ukey(uint32_t k)
+{
+	return (k * 2654435761u) & ((1u << UBITS) - 1);
+}
+
+static void urecs_init(struct urecs *x, const struct sp_mem *m)
+{
+	memset(x, 0, sizeof(*x));
+	sp_chunktab_init(&x->t, m);
+	for (uint32_t k = 0; k < UN; k++) {
+		uintptr_t va = 0x10000000u + ((uintptr_t)k << 12);
+		struct sp_chunk *c;
+
+		assert_int_equal(sp_chunk_get(&x->t, &x->tree, NULL, NULL, va,
+					      &c), 0);
+		x->id[k] = page_id(c, chunk_slot(va));
+		x->r[k] = &c->rec[chunk_slot(va)];
+		x->r[k]->w = REC_UNSTABLE;
+		rec_set_csum(x->r[k], ukey(k));
+		c->nlive++;
+	}
+}
+
+static void urecs_fini(struct urecs *x)
+{
+	struct sp_rb_node *n;
+
+	while ((n = sp_rb_first(&x->tree))) {
+		struct sp_chunk *c = sp_rb_container(n, struct sp_chunk, node);
+
+		c->nlive = 0;
+		sp_chunk_put(&x->t, &x->tree, c);
+	}
+	sp_chunktab_destroy(&x->t);
+}
+
+static void uverify(const struct sp_unstable *u)
+{
+	char why[160] = "";
+
+	if (sp_unstable_verify(u, why, sizeof(why)))
+		fail_msg("%s", why);
+}
+
+/* How often page k is met on the chain its key picks. */
+static int umet(const struct sp_unstable *u, const struct urecs *x,
+		uint32_t k)
+{
+	int found = 0;
+
+	for (uint32_t id = sp_unstable_first(u, ukey(k)); id != SP_INIL;
+	     id = sp_unstable_rec(u, id)->link)
+		found += id == x->id[k];
+	return found;
 }
 
 static void test_unstable(void **state)
 {
-	struct sp_unstable u;
 	struct sp_mem m = { &sp_libc_allocator, &meta };
-	enum { N = 20000, BITS = 12 };
+	struct sp_unstable u;
+	struct urecs *x = malloc(sizeof(*x));
 
 	(void)state;
-	assert_int_equal(sp_unstable_init(&u, BITS, &m), 0);
+	assert_non_null(x);
+	urecs_init(x, &m);
+	assert_int_equal(sp_unstable_init(&u, UBITS, &x->t, &m), 0);
 	for (unsigned pass = 0; pass < 3; pass++) {
-		unsigned n = pass == 1 ? N : N / 10;
+		unsigned n = pass == 1 ? UN : UN / 10;
 
 		for (uint32_t k = 0; k < n; k++) {
-			uint32_t csum = (k * 2654435761u) & ((1u << BITS) - 1);
-
-			assert_int_equal(sp_unstable_add(&u, k, csum), k);
+			sp_unstable_add(&u, x->r[k], x->id[k]);
 			if (k % 997 == 0)
-				check_unstable(&u);
+				uverify(&u);
 		}
-		check_unstable(&u);
-		/* Grown with the pass, never past the key's bits. */
-		assert_true(u.idx.n <= 1u << BITS);
-		assert_true(2 * (uint64_t)u.idx.n >= (n < (2u << BITS) ?
-						      n / 2 : 1u << BITS));
-		/* Each key's chain holds exactly its nodes. */
-		for (uint32_t k = 0; k < n; k += 101) {
-			uint32_t csum = (k * 2654435761u) & ((1u << BITS) - 1);
-			int found = 0;
-
-			for (uint32_t i = sp_unstable_first(&u, csum);
-			     i != SP_INIL; i = u.node[i].next)
-				found += u.node[i].ref == k;
-			assert_int_equal(found, 1);
+		uverify(&u);
+		assert_int_equal(u.n, n);
+		/* Grown with the pass (at most four per bucket), never
+		 * past the key's bits. */
+		assert_true(u.idx.n <= 1u << UBITS);
+		assert_true(4 * (uint64_t)u.idx.n >= (n < (4u << UBITS) ?
+						      n : 4u << UBITS));
+		/* Each page is on its key's chain, once; the ones not
+		 * added this pass are on none. */
+		for (uint32_t k = 0; k < UN; k += 101) {
+			assert_int_equal(umet(&u, x, k), k < n);
+			assert_int_equal(sp_unstable_holds(&u, x->r[k],
+							   x->id[k]), k < n);
 		}
+		/* Removing every third page leaves the rest findable;
+		 * removing again, or a page never added, changes nothing. */
+		for (uint32_t k = 0; k < n; k += 3)
+			assert_int_equal(sp_unstable_remove(&u, x->r[k],
+							    x->id[k]), 1);
+		for (uint32_t k = 0; k < UN; k += 3)
+			assert_int_equal(sp_unstable_remove(&u, x->r[k],
+							    x->id[k]), 0);
+		uverify(&u);
+		assert_int_equal(u.n, n - (n + 2) / 3);
+		for (uint32_t k = 0; k < n; k++)
+			assert_int_equal(umet(&u, x, k), k % 3 != 0);
 		sp_unstable_reset(&u);
 		assert_int_equal(u.n, 0);
+		uverify(&u);
 		for (uint32_t b = 0; b < u.idx.n; b++)
 			assert_int_equal(u.idx.head[b], SP_INIL);
+		/* Sized for the larger of the last two passes: one or two
+		 * members per bucket, or all the key's bits. */
+		assert_true(u.idx.n == 1u << UBITS ||
+			    2 * (uint64_t)u.idx.n >= (pass ? UN : UN / 10));
+		assert_true(pass == 0 || u.idx.n == 1u << UBITS);
 	}
 	sp_unstable_destroy(&u);
+	urecs_fini(x);
+	free(x);
+	assert_int_equal(meta, 0);
+}
+
+/* The verifier is shown broken chains. */
+static void test_unstable_verify(void **state)
+{
+	struct sp_mem m = { &sp_libc_allocator, &meta };
+	struct sp_unstable u;
+	struct urecs *x = malloc(sizeof(*x));
+	char why[160];
+	uint32_t b, first, save;
+
+	(void)state;
+	assert_non_null(x);
+	urecs_init(x, &m);
+	assert_int_equal(sp_unstable_init(&u, UBITS, &x->t, &m), 0);
+	/* Pages 0 and 4096 share key 0: one chain of two. */
+	assert_int_equal(ukey(0), ukey(4096));
+	for (uint32_t k = 1; k < 300; k++)
+		sp_unstable_add(&u, x->r[k], x->id[k]);
+	sp_unstable_add(&u, x->r[0], x->id[0]);
+	sp_unstable_add(&u, x->r[4096], x->id[4096]);
+	uverify(&u);
+	b = ukey(0) & (u.idx.n - 1);
+	first = u.idx.head[b];
+	assert_int_equal(first, x->id[4096]);
+	/* A member whose state changed in place. */
+	rec_set_state(x->r[4096], REC_SEEN);
+	assert_int_equal(sp_unstable_verify(&u, why, sizeof(why)), -EUCLEAN);
+	rec_set_state(x->r[4096], REC_UNSTABLE);
+	/* A member whose checksum changed in place. */
+	rec_set_csum(x->r[4096], ukey(1));
+	assert_int_equal(sp_unstable_verify(&u, why, sizeof(why)), -EUCLEAN);
+	rec_set_csum(x->r[4096], ukey(4096));
+	/* A cycle. */
+	save = x->r[0]->link;
+	x->r[0]->link = first;
+	assert_int_equal(sp_unstable_verify(&u, why, sizeof(why)), -EUCLEAN);
+	x->r[0]->link = save;
+	/* A member cut off its chain (link rewritten in place). */
+	x->r[4096]->link = SP_INIL;
+	assert_int_equal(sp_unstable_verify(&u, why, sizeof(why)), -EUCLEAN);
+	x->r[4096]->link = x->id[0];
+	/* A page id whose chunk is gone. */
+	u.idx.head[b] = (x->t.used + 5) << SP_CHUNK_SHIFT;
+	assert_int_equal(sp_unstable_verify(&u, why, sizeof(why)), -EUCLEAN);
+	u.idx.head[b] = first;
+	uverify(&u);
+	sp_unstable_destroy(&u);
+	urecs_fini(x);
+	free(x);
 	assert_int_equal(meta, 0);
 }
 
@@ -420,6 +541,7 @@ int main(void)
 		cmocka_unit_test(test_chains),
 		cmocka_unit_test(test_verify_catches),
 		cmocka_unit_test(test_unstable),
+		cmocka_unit_test(test_unstable_verify),
 	};
 	int r;
 

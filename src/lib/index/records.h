@@ -14,9 +14,10 @@
  *   bits 11-31 checksum: low 21 bits of XXH3-64 of the content last seen
  * and link, whose meaning depends on the state:
  *   SEEN, ZERO, NONE: unused (0)
- *   UNSTABLE: index of the page's node in the unstable arena; valid only
- *             while that node names this page back (a stale link after a
- *             new pass began is detected that way)
+ *   UNSTABLE: while the page is in the unstable tree, the id of the
+ *             next page on its chain, or SP_INIL (index/unstable.h: the
+ *             chains run through the records); stale once a new pass
+ *             emptied the tree, and then reached by no chain
  *   STABLE:   index of the stable node (a plain node or a dup) whose page
  *             this page maps
  *   NAMED:    the stable page this page maps, one that the backend named
@@ -102,7 +103,7 @@ static inline void rec_set_csum(struct sp_rec *r, uint32_t c)
 
 #define SP_CHUNK_SHIFT 9
 #define SP_CHUNK_PAGES (1u << SP_CHUNK_SHIFT)
-/* Page ids stay below 2^31: the unstable tree tags stable refs with bit 31. */
+/* Page ids stay below 2^31, so none is SP_INIL (an unstable chain's end). */
 #define SP_CHUNK_ID_MAX (1u << (31 - SP_CHUNK_SHIFT))
 
 struct sp_chunk {

@@ -364,14 +364,13 @@ commit:
 		struct sp_rec *qr = &q_chunk(e, a)->rec[q_slot(a)];
 
 		if (a->qok) {
-			/* The partner leaves the unstable tree for the
-			 * stable one; its node keeps routing by the stable
-			 * page (SP_UREF_STABLE, set in phase 1). */
+			/* The partner, taken out of the unstable tree in
+			 * phase 1, becomes a sharer of the stable page. */
 			e->c.pages_unshared--;
 			commit_sharer(e, qs, qr, a->snode);
 		} else {
-			/* Still an unstable page: its node names it again. */
-			e->unstable.node[a->unode].ref = a->qid;
+			/* Still an unstable page: back in the tree. */
+			sp_unstable_add(&e->unstable, qr, a->qid);
 			sn(st, a->snode)->flags |= SNF_DEAD;
 		}
 		if (a->ok)

@@ -90,6 +90,7 @@ void rec_drop(struct sp_engine *e, struct sp_space *s, struct sp_chunk *c,
 	case REC_NONE:
 		return;
 	case REC_UNSTABLE:
+		sp_unstable_remove(&e->unstable, r, page_id(c, slot));
 		e->c.pages_unshared--;
 		break;
 	case REC_STABLE:
@@ -179,28 +180,17 @@ static int should_skip(struct sp_engine *e, struct sp_rec *r)
 
 /* ---- the unstable tree ----------------------------------------------- */
 
-/* Whether unstable node @n may name a page of checksum @csum: same
- * checksum, and a page node (a stable ref's content is found in the
- * stable tree).  Whether that page is still live is for unode_equal(). */
-static int unode_candidate(const struct sp_unode *n, uint32_t csum)
+/* Whether page @id, a member of the tree, is a page other than @self
+ * whose live bytes equal @key.  Its checksum already matched. */
+static int unstable_equal(struct sp_engine *e, uint32_t id, uint32_t self,
+			  const void *key)
 {
-	return n->csum == csum && !(n->ref & SP_UREF_STABLE);
-}
-
-/* Whether unstable node @i, naming page @ref, is a live page other than
- * @self whose live bytes equal @key.  Its checksum already matched. */
-static int unode_equal(struct sp_engine *e, uint32_t i, uint32_t ref,
-		       uint32_t self, const void *key)
-{
-	struct sp_chunk *c = sp_chunk_by_id(&e->chunks, ref >> SP_CHUNK_SHIFT);
-	unsigned slot = ref & (SP_CHUNK_PAGES - 1);
-	struct sp_rec *r;
+	struct sp_chunk *c = sp_chunk_by_id(&e->chunks, id >> SP_CHUNK_SHIFT);
+	unsigned slot = id & (SP_CHUNK_PAGES - 1);
 	int order;
 
-	if (!c || ref == self)
-		return 0;
-	r = &c->rec[slot];
-	if (rec_state(r) != REC_UNSTABLE || r->link != i)
+	assert(id != self);	/* a page leaves the tree before a rescan */
+	if (id == self)
 		return 0;
 	if (e->ops->cmp(e->be, c->be_space, page_addr(c, slot), key, &order))
 		return 0;
@@ -208,29 +198,22 @@ static int unode_equal(struct sp_engine *e, uint32_t i, uint32_t ref,
 }
 
 /*
- * Search the unstable tree for a live page equal to @key (page id @self,
- * checksum @csum); insert @self if none.  Only nodes with the same
- * checksum have their page read (see unstable.h).
- * Return: the equal node, or SP_INIL; *inserted gets the new node or
- * SP_INIL.
+ * Search the unstable tree for a page other than @self equal to @key
+ * (checksum @csum).  Only members with the same checksum have their page
+ * read (see unstable.h).  Return: the equal page's id, or SP_INIL.
  */
-static uint32_t unstable_search_insert(struct sp_engine *e, uint32_t csum,
-				       const void *key, uint32_t self,
-				       uint32_t *inserted)
+static uint32_t unstable_search(struct sp_engine *e, uint32_t csum,
+				const void *key, uint32_t self)
 {
-	struct sp_unstable *u = &e->unstable;
+	const struct sp_unstable *u = &e->unstable;
 
-	*inserted = SP_INIL;
-	for (uint32_t i = sp_unstable_first(u, csum); i != SP_INIL;
-	     i = u->node[i].next) {
-		uint32_t ref = u->node[i].ref;
+	for (uint32_t id = sp_unstable_first(u, csum); id != SP_INIL;) {
+		const struct sp_rec *m = sp_unstable_rec(u, id);
 
-		if (!unode_candidate(&u->node[i], csum))
-			continue;
-		if (unode_equal(e, i, ref, self, key))
-			return i;
+		if (rec_csum(m) == csum && unstable_equal(e, id, self, key))
+			return id;
+		id = m->link;
 	}
-	*inserted = sp_unstable_add(u, self, csum);
 	return SP_INIL;
 }
 
@@ -272,10 +255,13 @@ static int may_match(struct sp_engine *e, uint32_t csum, uint64_t h)
 		return 1;
 	if (sp_stable_has_hash(&e->stable, (uint32_t)h))
 		return 1;
-	for (uint32_t i = sp_unstable_first(u, csum); i != SP_INIL;
-	     i = u->node[i].next)
-		if (unode_candidate(&u->node[i], csum))
+	for (uint32_t id = sp_unstable_first(u, csum); id != SP_INIL;) {
+		const struct sp_rec *m = sp_unstable_rec(u, id);
+
+		if (rec_csum(m) == csum)
 			return 1;
+		id = m->link;
+	}
 	return 0;
 }
 
@@ -314,22 +300,21 @@ static const void *take_key(struct sp_engine *e, struct sp_window *w,
 	return key;
 }
 
-/* Page @i (record @r) entered the unstable tree as node @ins: ask the
+/* Page @i (record @r, page id @self) enters the unstable tree: ask the
  * shared store about it at the end of the window. */
-static void unstable_entered(struct sp_engine *e, struct sp_window *w,
-			     unsigned i, struct sp_rec *r, uint32_t ins,
-			     uint64_t h)
+static void unstable_enter(struct sp_engine *e, struct sp_window *w,
+			   unsigned i, struct sp_rec *r, uint32_t self,
+			   uint64_t h)
 {
 	unsigned k;
 
 	rec_set_state(r, REC_UNSTABLE);
-	r->link = ins;
+	sp_unstable_add(&e->unstable, r, self);
 	e->c.pages_unshared++;
 	if (!e->ops->lookup)
 		return;
 	k = w->nglob++;
 	w->gslot[k] = (uint16_t)i;
-	w->gnode[k] = ins;
 	w->ghash[k] = h;
 	w->gaddr[k] = w->addr + ((uintptr_t)i << SP_PAGE_SHIFT);
 }
@@ -340,7 +325,7 @@ static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
 		   struct sp_rec *r, uint32_t self, const void *p, uint64_t h)
 {
 	struct sp_stable *st = &e->stable;
-	uint32_t d, match, q, ins, node;
+	uint32_t d, match, q, node;
 	struct sp_action *a;
 	int slot;
 
@@ -348,9 +333,7 @@ static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
 		/* Nothing can equal it: it enters the unstable tree
 		 * without its bytes ever being copied. */
 		e->c.keys_skipped++;
-		ins = sp_unstable_add(&e->unstable, self, rec_csum(r));
-		if (ins != SP_INIL)
-			unstable_entered(e, w, i, r, ins, h);
+		unstable_enter(e, w, i, r, self, h);
 		return;
 	}
 	p = take_key(e, w, i, r, p, h);
@@ -370,14 +353,11 @@ static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
 		return;
 	}
 
-	q = unstable_search_insert(e, (uint32_t)h & REC_CSUM_MASK, p, self,
-				   &ins);
-	if (ins != SP_INIL) {
-		unstable_entered(e, w, i, r, ins, h);
+	q = unstable_search(e, rec_csum(r), p, self);
+	if (q == SP_INIL) {
+		unstable_enter(e, w, i, r, self, h);
 		return;
 	}
-	if (q == SP_INIL)
-		return;
 	/* @q's page equals our key: a new stable page with the key as its
 	 * content, placed as the stable search (same key) said; nothing
 	 * changed the stable tree since. */
@@ -391,9 +371,11 @@ static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
 	sn(st, node)->pending = 2;
 	a = act_add(w, i, ACT_PAIR);
 	a->snode = node;
-	a->unode = q;
-	a->qid = e->unstable.node[q].ref;
-	e->unstable.node[q].ref = SP_UREF_STABLE | node;
+	a->qid = q;
+	/* The partner leaves the tree (still REC_UNSTABLE, on no chain):
+	 * later pages of the window with this content find the new stable
+	 * node instead.  Phase 2 makes it stable, or puts it back. */
+	sp_unstable_remove(&e->unstable, sp_unstable_rec(&e->unstable, q), q);
 }
 
 /* Phase 1 for page @i of the window.  Return: 1 if it counts as scanned. */
@@ -451,7 +433,10 @@ static unsigned scan_page(struct sp_engine *e, struct sp_window *w,
 	case REC_ZERO:		/* written since it was released */
 		rec_leave_zero(e, s, r);
 		break;
-	case REC_UNSTABLE:	/* last pass's tree is gone */
+	case REC_UNSTABLE:
+		/* Last pass's tree is gone, so this finds nothing; it
+		 * keeps the chains whole should a page be met twice. */
+		sp_unstable_remove(&e->unstable, r, page_id(w->chunk, slot));
 		rec_set_state(r, REC_SEEN);
 		e->c.pages_unshared--;
 		break;
@@ -514,8 +499,8 @@ static void shared_joins(struct sp_engine *e, struct sp_window *w)
 
 		if (w->gout[k] == SP_SPAGE_NONE)
 			continue;
-		if (rec_state(r) == REC_UNSTABLE && r->link == w->gnode[k] &&
-		    e->unstable.node[w->gnode[k]].ref == self)
+		if (rec_state(r) == REC_UNSTABLE &&
+		    sp_unstable_holds(&e->unstable, r, self))
 			c = e->ops->stable_peek(e->be, w->gout[k], scratch(e, 1));
 		/* The store found it by that hash, which it computed
 		 * itself from the page's bytes. */
@@ -526,7 +511,8 @@ static void shared_joins(struct sp_engine *e, struct sp_window *w)
 			e->ops->stable_release(e->be, w->gout[k], 1);
 			continue;
 		}
-		rec_set_state(r, REC_SEEN);	/* its unstable node is dead */
+		sp_unstable_remove(&e->unstable, r, self);
+		rec_set_state(r, REC_SEEN);
 		r->link = 0;
 		e->c.pages_unshared--;
 		act_add(w, w->gslot[k], ACT_NAMED)->spage = w->gout[k];
