@@ -286,12 +286,25 @@ int lx_alloc_owns(uintptr_t start, uintptr_t end);
 int lx_alloc_next(uintptr_t addr, uintptr_t *start, uintptr_t *end);
 
 /* ---- lx_guard.c ---- */
+/* lx_guard_init - install the SIGSEGV/SIGBUS handler once per process
+ * (the handlers found there get every fault it does not own).
+ * Return: 0 or -errno.  Thread-safe. */
 int lx_guard_init(void);
+/* lx_guard_ok - whether our handler is still the installed one (someone
+ * may have replaced it since): only then may the guarded reads run. */
 int lx_guard_ok(void);
+/*
+ * The guarded reads: each does its work with this thread's guard armed,
+ * and a fault inside it (the memory unmapped, made PROT_NONE or cut
+ * short meanwhile) ends it.  Return: 0, or -EFAULT with the outputs
+ * untouched (lx_guarded_copy's @dst may hold part of @src).  Never
+ * block; async-signal-safe is not claimed.
+ *   lx_guarded_copy - memcpy(@dst, @src, @n)
+ *   lx_guarded_cmp  - memcmp(@key, @page, @n) into *@order
+ *   lx_guarded_hash - sp_hash_page(@page) into *@hash
+ */
 int lx_guarded_copy(void *dst, const void *src, size_t n);
 int lx_guarded_cmp(const void *key, const void *page, size_t n, int *order);
-/* lx_guarded_hash - sp_hash_page() of a page read in place.  Return: 0,
- * or -EFAULT if it faulted (unmapped or PROT_NONE meanwhile). */
 int lx_guarded_hash(const void *page, uint64_t *hash);
 
 /* ---- lx_scan.c ---- */

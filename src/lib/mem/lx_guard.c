@@ -99,7 +99,15 @@ int lx_guard_ok(void)
 	return 1;
 }
 
-int lx_guarded_copy(void *dst, const void *src, size_t n)
+/*
+ * Run @fn(@arg) with this thread's guard armed: the one place that arms
+ * it.  sigsetjmp must be called in a frame that is still live when the
+ * handler jumps, so it is here and not in a helper that returns first;
+ * the barriers keep the compiler from moving @fn's memory accesses out
+ * of the armed span.  Return: 0, or -EFAULT if @fn faulted (it stopped
+ * partway, and its outputs in @arg are not to be read).
+ */
+static int guarded_run(void (*fn)(void *), void *arg)
 {
 	sigjmp_buf jb;
 
@@ -107,40 +115,73 @@ int lx_guarded_copy(void *dst, const void *src, size_t n)
 		return -EFAULT;		/* guard_jb was cleared by the handler */
 	guard_jb = &jb;
 	BARRIER();
-	memcpy(dst, src, n);
+	fn(arg);
 	BARRIER();
 	guard_jb = NULL;
 	return 0;
+}
+
+struct copy_op {
+	void *dst;
+	const void *src;
+	size_t n;
+};
+
+static void do_copy(void *p)
+{
+	struct copy_op *o = p;
+
+	memcpy(o->dst, o->src, o->n);
+}
+
+int lx_guarded_copy(void *dst, const void *src, size_t n)
+{
+	struct copy_op o = { dst, src, n };
+
+	return guarded_run(do_copy, &o);
+}
+
+struct hash_op {
+	const void *page;
+	uint64_t hash;
+};
+
+static void do_hash(void *p)
+{
+	struct hash_op *o = p;
+
+	o->hash = sp_hash_page(o->page);
 }
 
 int lx_guarded_hash(const void *page, uint64_t *hash)
 {
-	sigjmp_buf jb;
-	uint64_t h;
+	struct hash_op o = { page, 0 };
+	int err = guarded_run(do_hash, &o);
 
-	if (sigsetjmp(jb, 0))
-		return -EFAULT;
-	guard_jb = &jb;
-	BARRIER();
-	h = sp_hash_page(page);
-	BARRIER();
-	guard_jb = NULL;
-	*hash = h;
-	return 0;
+	if (!err)
+		*hash = o.hash;
+	return err;
+}
+
+struct cmp_op {
+	const void *key, *page;
+	size_t n;
+	int order;
+};
+
+static void do_cmp(void *p)
+{
+	struct cmp_op *o = p;
+
+	o->order = memcmp(o->key, o->page, o->n);
 }
 
 int lx_guarded_cmp(const void *key, const void *page, size_t n, int *order)
 {
-	sigjmp_buf jb;
-	int r;
+	struct cmp_op o = { key, page, n, 0 };
+	int err = guarded_run(do_cmp, &o);
 
-	if (sigsetjmp(jb, 0))
-		return -EFAULT;
-	guard_jb = &jb;
-	BARRIER();
-	r = memcmp(key, page, n);
-	BARRIER();
-	guard_jb = NULL;
-	*order = r;
-	return 0;
+	if (!err)
+		*order = o.order;
+	return err;
 }
