@@ -172,6 +172,19 @@ static inline struct sp_chunk *sp_chunk_by_id(const struct sp_chunktab *t,
 	return (v & 1) ? NULL : (struct sp_chunk *)v;
 }
 
+/* The inverse of page_id(): the live chunk of page @pid (or NULL), and
+ * the page's slot in it. */
+static inline struct sp_chunk *sp_chunk_of_page(const struct sp_chunktab *t,
+						uint32_t pid)
+{
+	return sp_chunk_by_id(t, pid >> SP_CHUNK_SHIFT);
+}
+
+static inline unsigned page_slot(uint32_t pid)
+{
+	return pid & (SP_CHUNK_PAGES - 1);
+}
+
 /*
  * sp_chunk_find - the chunk of @tree covering @addr, or NULL.
  * sp_chunk_get - the same, creating an empty one if absent.

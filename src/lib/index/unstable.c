@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define IDX_MIN 256u		/* fewest buckets */
@@ -139,10 +138,10 @@ int sp_unstable_verify(const struct sp_unstable *u, char *why, size_t len)
 			if (++met > u->n)
 				FAIL("unstable chains hold more than %u pages",
 				     u->n);
-			c = sp_chunk_by_id(u->chunks, id >> SP_CHUNK_SHIFT);
+			c = sp_chunk_of_page(u->chunks, id);
 			if (!c)
 				FAIL("unstable page %#x in no chunk", id);
-			r = &c->rec[id & (SP_CHUNK_PAGES - 1)];
+			r = &c->rec[page_slot(id)];
 			if (rec_state(r) != REC_UNSTABLE)
 				FAIL("unstable page %#x in state %u", id,
 				     rec_state(r));

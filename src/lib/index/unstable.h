@@ -79,9 +79,7 @@ void sp_unstable_reset(struct sp_unstable *u);
 static inline struct sp_rec *sp_unstable_rec(const struct sp_unstable *u,
 					     uint32_t id)
 {
-	struct sp_chunk *c = sp_chunk_by_id(u->chunks, id >> SP_CHUNK_SHIFT);
-
-	return &c->rec[id & (SP_CHUNK_PAGES - 1)];
+	return &sp_chunk_of_page(u->chunks, id)->rec[page_slot(id)];
 }
 
 /* sp_unstable_first - the page id first on the chain holding key @csum

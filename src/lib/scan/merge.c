@@ -46,12 +46,12 @@ static struct sp_rec *act_rec(const struct sp_window *w,
 /* The partner page of a pair: its chunk, slot and address. */
 static struct sp_chunk *q_chunk(struct sp_engine *e, const struct sp_action *a)
 {
-	return sp_chunk_by_id(&e->chunks, a->qid >> SP_CHUNK_SHIFT);
+	return sp_chunk_of_page(&e->chunks, a->qid);
 }
 
 static unsigned q_slot(const struct sp_action *a)
 {
-	return a->qid & (SP_CHUNK_PAGES - 1);
+	return page_slot(a->qid);
 }
 
 static uintptr_t q_va(struct sp_engine *e, const struct sp_action *a)

@@ -185,8 +185,8 @@ static int should_skip(struct sp_engine *e, struct sp_rec *r)
 static int unstable_equal(struct sp_engine *e, uint32_t id, uint32_t self,
 			  const void *key)
 {
-	struct sp_chunk *c = sp_chunk_by_id(&e->chunks, id >> SP_CHUNK_SHIFT);
-	unsigned slot = id & (SP_CHUNK_PAGES - 1);
+	struct sp_chunk *c = sp_chunk_of_page(&e->chunks, id);
+	unsigned slot = page_slot(id);
 	int order;
 
 	assert(id != self);	/* a page leaves the tree before a rescan */
