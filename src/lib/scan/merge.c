@@ -107,14 +107,23 @@ static int extends(struct sp_engine *e, const struct sp_action *prev,
 		}                                                            \
 	} while (0)
 
+/* Record @r of space @s now maps a stable page: state @state (STABLE or
+ * NAMED) with @link, a fresh smart-scan age, counted as merging.  The
+ * inverse of rec_leave_stable(). */
+static void commit_merged(struct sp_space *s, struct sp_rec *r,
+			  unsigned state, uint32_t link)
+{
+	rec_set_state(r, state);
+	rec_set_age(r, 0);
+	rec_set_skips(r, 0);
+	r->link = link;
+	s->merging_pages++;
+}
+
 static void commit_sharer(struct sp_engine *e, struct sp_space *s,
 			  struct sp_rec *r, uint32_t node)
 {
-	rec_set_state(r, REC_STABLE);
-	rec_set_age(r, 0);
-	rec_set_skips(r, 0);
-	r->link = node;
-	s->merging_pages++;
+	commit_merged(s, r, REC_STABLE, node);
 	sp_stable_add_sharer(&e->stable, node);
 }
 
@@ -248,22 +257,15 @@ static void run_join(struct sp_engine *e, struct sp_window *w, unsigned i,
 static void run_named(struct sp_engine *e, struct sp_window *w, unsigned i,
 		      unsigned j)
 {
-	struct sp_space *s = w->s;
-
 	join_pages(e, w, i, j);
 	for (unsigned k = i; k < j; k++) {
 		struct sp_action *a = &w->act[k];
-		struct sp_rec *r = act_rec(w, a);
 
 		if (!a->ok) {
 			e->ops->stable_release(e->be, a->spage, 1);
 			continue;
 		}
-		rec_set_state(r, REC_NAMED);
-		rec_set_age(r, 0);
-		rec_set_skips(r, 0);
-		r->link = a->spage;
-		s->merging_pages++;
+		commit_merged(w->s, act_rec(w, a), REC_NAMED, a->spage);
 		e->c.pages_named++;
 	}
 }

@@ -479,9 +479,9 @@ static int act_cmp(const void *a, const void *b)
  * window), and turn each page it names into a NAMED action, which maps
  * that page with no stable node here (records.h says why).  The page's
  * bytes are compared with it in phase 2, held, as for every join.  A
- * page whose unstable node was taken by a pair later in the window, or
- * whose content already has a node here (a page of this process), gives
- * the reference back; it joins that node in a later pass.
+ * page that a pair later in the window took out of the unstable tree,
+ * or whose content already has a node here (a page of this process),
+ * gives the reference back; it joins that node in a later pass.
  */
 static void shared_joins(struct sp_engine *e, struct sp_window *w)
 {
