@@ -87,7 +87,6 @@ struct lx_client {
 	const struct spp_dir_hdr *dir;
 	uint32_t dir_n;		/* its entries */
 	uint64_t tag;		/* ours in its entries */
-	uint64_t lookups, named, uploads, disconnects;
 	uint64_t report_ms;	/* last report */
 };
 

@@ -89,7 +89,6 @@ static void cl_down(struct sp_linux *lx)
 	if (c->sock >= 0)
 		close(c->sock);
 	c->sock = -1;
-	c->disconnects++;
 	c->retry_ms = now_ms() + RETRY_MS;
 	forget_run(lx);
 	c->nunref = 0;
@@ -331,7 +330,6 @@ static sp_spage_t adopt(struct sp_linux *lx, const struct spp_ref *r)
 			lx->cl.unref[lx->cl.nunref++] = *r;
 		return SP_SPAGE_NONE;
 	}
-	lx->cl.named++;
 	return lx->seg[k].base + r->slot;
 }
 
@@ -386,7 +384,6 @@ static int upload_recv(struct sp_linux *lx, const unsigned *sent, unsigned k,
 		return -1;
 	}
 	memcpy(r, c->buf + sizeof(h), k * sizeof(*r));
-	c->uploads += k;
 	for (unsigned i = 0; i < k; i++)
 		got[sent[i]] = r[i];
 	return 0;
@@ -462,7 +459,6 @@ int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
 		return -EINVAL;
 	if (cl_up(lx) || cl_flush(lx))
 		return 0;
-	c->lookups += n;
 	if ((!c->dir || __atomic_load_n(&c->dir->retired, __ATOMIC_ACQUIRE)) &&
 	    dir_get(lx) && c->sock < 0)
 		return 0;
