@@ -75,8 +75,11 @@ struct sp_agent {
 	/* The daemon's side (scanner thread only, under mem_lock): */
 	uint64_t knob_gen;		/* generation of knobs applied */
 	uint64_t adv[SPK_COUNT];	/* advisor settings from the daemon */
-	uint64_t pass_ns, pass_cpu;	/* when the pass began (advisor,
+	uint64_t pass_ns, pass_cpu;	/* when the current or last pass
+					 * began: its first batch (advisor,
 					 * pass_gap; scanner thread only) */
+	int in_pass;			/* a pass has begun and not ended
+					 * (scanner thread only) */
 	uint64_t report_ns;		/* last report */
 	uint64_t flags_ns;		/* last VMA flags read after a pass */
 };
@@ -427,8 +430,6 @@ static void advise(struct sp_agent *a)
 
 		sp_knob_set(a->e, SP_KNOB_PAGES_TO_SCAN, sp_advise_pages(&in));
 	}
-	a->pass_ns = now;
-	a->pass_cpu = cpu;
 }
 
 /*
@@ -448,13 +449,11 @@ static void pass_gap(struct sp_agent *a, uint64_t begun)
 	uint64_t now = clock_ns(CLOCK_MONOTONIC);
 	uint64_t until = begun + MIN_PASS_MS * 1000000u;
 
-	while (begun && now < until && !a->stop && !a->job) {
+	while (now < until && !a->stop && !a->job) {
 		timed_wait(&a->wake, &a->lock,
 			   (unsigned)((until - now) / 1000000u) + 1);
 		now = clock_ns(CLOCK_MONOTONIC);
 	}
-	a->pass_ns = now;
-	a->pass_cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID);
 }
 
 static void *scanner(void *arg)
@@ -527,9 +526,18 @@ static void *scanner(void *arg)
 			pthread_mutex_lock(&a->lock);
 			continue;
 		}
+		if (!a->in_pass) {
+			/* This batch begins a pass: time it from here, not
+			 * from the end of the last gap (the scanner may have
+			 * been stopped or busy with jobs since). */
+			a->in_pass = 1;
+			a->pass_ns = clock_ns(CLOCK_MONOTONIC);
+			a->pass_cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+		}
 		r = sp_scan(a->e, (unsigned)budget);
 		begun = a->pass_ns;
 		if (r == 0) {
+			a->in_pass = 0;
 			lx_maintain(a->lx);
 			refresh_flags(a);
 			if (a->merge_any)

@@ -6,6 +6,7 @@
  * checks what the kernel shows, and gives everything back.
  */
 #include <sys/wait.h>
+#include <time.h>
 #ifdef HAVE_LIBURING
 #include <liburing.h>
 #endif
@@ -514,6 +515,38 @@ static void test_unmerge_keeps_pinned_pages(void **state)
 #endif
 }
 
+/*
+ * A pass begins at most every 100 ms (agent.c, MIN_PASS_MS), so that
+ * content rewritten faster never shows the same checksum twice.  The rule
+ * holds from the first pass after an idle spell too: merge_now's three
+ * passes begin at t, t + 100 ms and t + 200 ms at the earliest.  (This
+ * is a lower bound that a slow machine cannot break, not a speed goal.)
+ */
+static void test_passes_keep_their_gap(void **state)
+{
+	char *x = rt_map(N), *y = rt_map(N);
+	struct timespec t0, t1;
+	double ms;
+
+	(void)state;
+	rt_fill(x, N, 13);
+	rt_fill(y, N, 13);
+	assert_int_equal(sp_agent_register(A, x, N * PS), 0);
+	assert_int_equal(sp_agent_register(A, y, N * PS), 0);
+	usleep(150 * 1000);	/* the last pass began long ago */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rt_merge();
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+	     (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	print_message("3 passes over %d pages took %.1f ms\n", 2 * N, ms);
+	assert_true(ms >= 200.0);
+	assert_int_equal(rt_pfn(x), rt_pfn(y));
+	assert_true(rt_is(x, N, 13) && rt_is(y, N, 13));
+	rt_release(x, N);
+	rt_release(y, N);
+}
+
 static int teardown_check(void **state)
 {
 	char why[256];
@@ -542,6 +575,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_raw_unmap_is_survived, teardown_check),
 		cmocka_unit_test_teardown(test_unmerge_returns_mappings, teardown_check),
 		cmocka_unit_test_teardown(test_unmerge_keeps_pinned_pages, teardown_check),
+		cmocka_unit_test_teardown(test_passes_keep_their_gap, teardown_check),
 	};
 	int r;
 
