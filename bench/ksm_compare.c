@@ -377,7 +377,15 @@ struct kid {
 	uintptr_t addr;
 	uint64_t pages;
 	int pagemap;
+	/* The poller's memory (samepage only): pages seen mapping a stable
+	 * page since the last full read, and per chunk of KNOWN_CHUNK pages
+	 * how many are not (the chunks it must read again). */
+	uint8_t *known;
+	uint32_t *left;
+	uint64_t nknown, nknown_exp;
 };
+
+#define KNOWN_CHUNK 512
 
 /* A line from @k within @secs seconds into @line; 0, or -1 on timeout
  * or end of stream. */
@@ -507,41 +515,86 @@ static int kid_finish(struct kid *k, int slot)
 	close(k->in);
 	close(k->out);
 	close(k->pagemap);
+	free(k->known);
+	free(k->left);
+	k->known = NULL;
+	k->left = NULL;
 	if (WIFEXITED(st) && WEXITSTATUS(st) <= 1)
 		return WEXITSTATUS(st);
 	return -1;
 }
 
-/* Pages of @k in the merged state (mapping a stable page, or nothing
+/*
+ * Pages of @k in the merged state (mapping a stable page, or nothing
  * since merging dropped the private frame), and how many of them are
- * pages that must merge (@must).  samepage only: a page KSM merged is
- * still an anonymous page. */
-static void merged_state(struct kid *k, const uint8_t *must, uint64_t *all,
-			 uint64_t *exp)
+ * pages that must merge (@must); added to *@all and *@exp.  samepage
+ * only: a page KSM merged is still an anonymous page.
+ *
+ * The poll runs while the mergers work, on the same CPUs, and reading
+ * pagemap costs the kernel a page-table walk per page (KSM's progress is
+ * one counter).  So it reads again only the chunks that still hold a
+ * page not seen mapping a stable page; a page seen so is taken to stay
+ * merged (no workload with pages to merge writes them) until the next
+ * @full read, which forgets all that and reads everything: the watcher
+ * confirms convergence with one.  A page with no frame counts as merged
+ * (a released zero page) but is read again, since a page held
+ * mid-merge has none either.
+ */
+static void merged_state(struct kid *k, const uint8_t *must, int full,
+			 uint64_t *all, uint64_t *exp)
 {
-	static uint64_t pm[65536];
+	static uint64_t pm[KNOWN_CHUNK];
+	uint64_t nchunk = (k->pages + KNOWN_CHUNK - 1) / KNOWN_CHUNK;
 
-	for (uint64_t off = 0; off < k->pages;) {
-		uint64_t n = k->pages - off;
+	if (!k->known) {
+		k->known = calloc((k->pages + 7) / 8, 1);
+		k->left = malloc(nchunk * sizeof(*k->left));
+		if (!k->known || !k->left)
+			die("out of memory");
+		full = 1;
+	}
+	if (full) {
+		memset(k->known, 0, (k->pages + 7) / 8);
+		for (uint64_t c = 0; c < nchunk; c++)
+			k->left[c] = 1;
+		k->nknown = k->nknown_exp = 0;
+	}
+	*all += k->nknown;
+	*exp += k->nknown_exp;
+	for (uint64_t c = 0; c < nchunk; c++) {
+		uint64_t off = c * KNOWN_CHUNK, n = k->pages - off;
 		ssize_t got;
 
-		if (n > 65536)
-			n = 65536;
+		if (!k->left[c])
+			continue;
+		if (n > KNOWN_CHUNK)
+			n = KNOWN_CHUNK;
 		got = pread(k->pagemap, pm, n * 8,
 			    (off_t)((k->addr / PS + off) * 8));
 		if (got != (ssize_t)(n * 8))
 			die("pagemap of %d: %s", (int)k->pid,
 			    got < 0 ? strerror(errno) : "short read");
+		k->left[c] = 0;
 		for (uint64_t i = 0; i < n; i++) {
-			uint64_t e = pm[i];
-			int merged = !(e >> 63 & 1) || (e >> 61 & 1);
+			uint64_t e = pm[i], j = off + i;
+			unsigned m = must[j / 8] >> (j % 8) & 1;
 
-			if (merged) {
+			if (k->known[j / 8] >> (j % 8) & 1)
+				continue;
+			if (e >> 63 & 1 && e >> 61 & 1) {
+				k->known[j / 8] |= (uint8_t)(1u << (j % 8));
+				k->nknown++;
+				k->nknown_exp += m;
 				(*all)++;
-				*exp += must[(off + i) / 8] >> ((off + i) % 8) & 1;
+				*exp += m;
+			} else if (!(e >> 63 & 1)) {
+				(*all)++;
+				*exp += m;
+				k->left[c]++;
+			} else {
+				k->left[c]++;
 			}
 		}
-		off += n;
 	}
 }
 
@@ -965,7 +1018,8 @@ static void run_watch(struct run *x)
 		merged = 0;
 		if (IS_SP(x->mode)) {
 			for (unsigned i = 0; i < x->nk; i++)
-				merged_state(&x->k[i], w->must[i], &merged, &exp);
+				merged_state(&x->k[i], w->must[i], t_first >= 0,
+					     &merged, &exp);
 			pm_cost = now_s() - t;
 		} else {
 			merged = exp = (uint64_t)ksm_merging(x->k, x->nk);
