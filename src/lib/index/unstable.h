@@ -92,6 +92,37 @@ static inline uint32_t sp_unstable_first(const struct sp_unstable *u,
 }
 
 /*
+ * sp_unstable_find - the first member whose key is @csum, or SP_INIL.
+ * sp_unstable_find_next - the next member after page @id (a member) whose
+ * key is @csum, or SP_INIL.  Together they walk the pages a search must
+ * compare, skipping the chain's members with other keys.
+ */
+static inline uint32_t sp_unstable_key_from(const struct sp_unstable *u,
+					    uint32_t id, uint32_t csum)
+{
+	while (id != SP_INIL) {
+		const struct sp_rec *r = sp_unstable_rec(u, id);
+
+		if (rec_csum(r) == csum)
+			break;
+		id = r->link;
+	}
+	return id;
+}
+
+static inline uint32_t sp_unstable_find(const struct sp_unstable *u,
+					uint32_t csum)
+{
+	return sp_unstable_key_from(u, sp_unstable_first(u, csum), csum);
+}
+
+static inline uint32_t sp_unstable_find_next(const struct sp_unstable *u,
+					     uint32_t id, uint32_t csum)
+{
+	return sp_unstable_key_from(u, sp_unstable_rec(u, id)->link, csum);
+}
+
+/*
  * sp_unstable_add - put page @id, whose record @r is REC_UNSTABLE and on
  * no chain, in the tree under its record's checksum; @r's link becomes
  * its chain link.  Never fails: if the buckets cannot grow, chains get

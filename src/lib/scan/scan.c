@@ -207,13 +207,10 @@ static uint32_t unstable_search(struct sp_engine *e, uint32_t csum,
 {
 	const struct sp_unstable *u = &e->unstable;
 
-	for (uint32_t id = sp_unstable_first(u, csum); id != SP_INIL;) {
-		const struct sp_rec *m = sp_unstable_rec(u, id);
-
-		if (rec_csum(m) == csum && unstable_equal(e, id, self, key))
+	for (uint32_t id = sp_unstable_find(u, csum); id != SP_INIL;
+	     id = sp_unstable_find_next(u, id, csum))
+		if (unstable_equal(e, id, self, key))
 			return id;
-		id = m->link;
-	}
 	return SP_INIL;
 }
 
@@ -249,20 +246,11 @@ static int stage(struct sp_engine *e, struct sp_window *w, const void *p)
  * with that checksum.  If none, deciding needs none of its bytes. */
 static int may_match(struct sp_engine *e, uint32_t csum, uint64_t h)
 {
-	const struct sp_unstable *u = &e->unstable;
-
 	if (e->knob[SP_KNOB_USE_ZERO_PAGES] && csum == e->zero_csum)
 		return 1;
 	if (sp_stable_has_hash(&e->stable, (uint32_t)h))
 		return 1;
-	for (uint32_t id = sp_unstable_first(u, csum); id != SP_INIL;) {
-		const struct sp_rec *m = sp_unstable_rec(u, id);
-
-		if (rec_csum(m) == csum)
-			return 1;
-		id = m->link;
-	}
-	return 0;
+	return sp_unstable_find(&e->unstable, csum) != SP_INIL;
 }
 
 /*
