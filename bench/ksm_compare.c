@@ -578,19 +578,18 @@ static void merged_state(struct kid *k, const uint8_t *must, int full,
 		for (uint64_t i = 0; i < n; i++) {
 			uint64_t e = pm[i], j = off + i;
 			unsigned m = must[j / 8] >> (j % 8) & 1;
+			int present = e >> 63 & 1, file = e >> 61 & 1;
 
 			if (k->known[j / 8] >> (j % 8) & 1)
 				continue;
-			if (e >> 63 & 1 && e >> 61 & 1) {
+			if (!present || file) {		/* merged now */
+				(*all)++;
+				*exp += m;
+			}
+			if (present && file) {		/* and stays so */
 				k->known[j / 8] |= (uint8_t)(1u << (j % 8));
 				k->nknown++;
 				k->nknown_exp += m;
-				(*all)++;
-				*exp += m;
-			} else if (!(e >> 63 & 1)) {
-				(*all)++;
-				*exp += m;
-				k->left[c]++;
 			} else {
 				k->left[c]++;
 			}
