@@ -67,6 +67,8 @@ struct sp_agent {
 	int run;			/* 0 stopped, 1 scanning */
 	unsigned urgent;		/* merge_now callers waiting */
 	uint64_t passes;		/* passes completed by the scanner */
+	int kicked;			/* pages were registered since the
+					 * scanner's last batch began */
 	int stop;			/* the scanner must exit */
 	int scanning;			/* a scanner thread exists */
 	pthread_t thread;
@@ -433,6 +435,22 @@ static void advise(struct sp_agent *a)
 }
 
 /*
+ * After a pass that found nothing registered: wait for a registration
+ * (sp_agent_register kicks us), a job, merge_now or stop, polling every
+ * MIN_PASS_MS for what registers without a call (PR_SET_MEMORY_MERGE's
+ * new mappings, register_all_anon) and for the daemon's knobs.  As ksmd
+ * sleeps until the first mm enters, the first pass thus begins when the
+ * first range is registered, not up to MIN_PASS_MS later, and sleep_ms
+ * does not apply: no page was looked at.
+ * Context: a->lock held (released while waiting).
+ */
+static void idle_wait(struct sp_agent *a)
+{
+	if (!a->kicked && !a->stop && !a->job && !a->urgent)
+		timed_wait(&a->wake, &a->lock, MIN_PASS_MS);
+}
+
+/*
  * After a pass that began at @begun: wait until MIN_PASS_MS after that
  * before the next pass begins (a job or stop ends the wait).  A page is
  * thus looked at most every MIN_PASS_MS, however fast the scan: content
@@ -456,6 +474,15 @@ static void pass_gap(struct sp_agent *a, uint64_t begun)
 	}
 }
 
+/* Whether no page of this process is registered.  Under mem_lock. */
+static int nothing_registered(struct sp_agent *a)
+{
+	struct sp_space_stats st;
+
+	sp_space_stats_get(a->e, a->s, &st);
+	return st.registered_pages == 0;
+}
+
 static void *scanner(void *arg)
 {
 	struct sp_agent *a = arg;
@@ -476,7 +503,7 @@ static void *scanner(void *arg)
 	pthread_mutex_lock(&a->lock);
 	while (!a->stop) {
 		uint64_t budget, sleep_ms, begun;
-		int urgent, r;
+		int urgent, r, idle = 0;
 
 		if (a->job) {
 			struct agent_job *j = a->job;
@@ -508,6 +535,7 @@ static void *scanner(void *arg)
 			continue;
 		}
 		urgent = a->urgent > 0;
+		a->kicked = 0;
 		pthread_mutex_unlock(&a->lock);
 
 		sp_knob_get(a->e, SP_KNOB_PAGES_TO_SCAN, &budget);
@@ -543,6 +571,7 @@ static void *scanner(void *arg)
 			if (a->merge_any)
 				register_all_anon(a);
 			advise(a);
+			idle = nothing_registered(a);
 		}
 		daemon_tick(a, 0);
 		mem_leave(a);
@@ -551,9 +580,12 @@ static void *scanner(void *arg)
 		if (r == 0) {
 			a->passes++;
 			pthread_cond_broadcast(&a->passed);
-			pass_gap(a, begun);
+			if (idle)
+				idle_wait(a);
+			else
+				pass_gap(a, begun);
 		}
-		if (!a->urgent && !a->stop && !a->job && sleep_ms)
+		if (!idle && !a->urgent && !a->stop && !a->job && sleep_ms)
 			timed_wait(&a->wake, &a->lock, sleep_ms);
 	}
 	pthread_mutex_unlock(&a->lock);
@@ -870,6 +902,11 @@ int sp_agent_register(struct sp_agent *a, void *addr, size_t len)
 	lx_refresh_flags(a->lx);
 	err = sp_register(a->e, a->s, (uintptr_t)addr, len);
 	mem_leave(a);
+	/* An idle scanner begins its first pass now (idle_wait). */
+	pthread_mutex_lock(&a->lock);
+	a->kicked = 1;
+	pthread_cond_broadcast(&a->wake);
+	pthread_mutex_unlock(&a->lock);
 	return err;
 }
 

@@ -547,6 +547,56 @@ static void test_passes_keep_their_gap(void **state)
 	rt_release(y, N);
 }
 
+/*
+ * A scanner with nothing to scan waits for a registration, as ksmd waits
+ * for the first mm, and does not sleep sleep_millisecs first: after an
+ * idle spell at a minute's sleep, the first pass over newly registered
+ * memory must end long before the minute (the 20 s allowed is a bound
+ * no slow machine comes near, not a speed goal).
+ */
+static void test_registration_wakes_idle_scanner(void **state)
+{
+	struct sp_engine *e = sp_agent_engine(A);
+	char *x = rt_map(N), *y = rt_map(N);
+	uint64_t sleep0, pts0, scans0;
+	struct sp_stats st;
+	struct timespec t0, t1;
+	double ms = 0;
+
+	(void)state;
+	rt_fill(x, N, 17);
+	rt_fill(y, N, 17);
+	assert_int_equal(sp_knob_get(e, SP_KNOB_SLEEP_MILLISECS, &sleep0), 0);
+	assert_int_equal(sp_knob_get(e, SP_KNOB_PAGES_TO_SCAN, &pts0), 0);
+	assert_int_equal(sp_knob_set(e, SP_KNOB_SLEEP_MILLISECS, 60000), 0);
+	assert_int_equal(sp_knob_set(e, SP_KNOB_PAGES_TO_SCAN, 4 * N), 0);
+	assert_int_equal(sp_agent_set_run(A, 1), 0);
+	usleep(300 * 1000);	/* idle passes, nothing registered */
+	sp_stats_get(e, &st);
+	scans0 = st.full_scans;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(sp_agent_register(A, x, N * PS), 0);
+	assert_int_equal(sp_agent_register(A, y, N * PS), 0);
+	while (ms < 20000) {
+		sp_stats_get(e, &st);
+		if (st.full_scans > scans0)
+			break;
+		usleep(1000);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+		     (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	}
+	print_message("first pass after registering ended after %.1f ms\n",
+		      ms);
+	assert_int_equal(sp_agent_set_run(A, 0), 0);
+	assert_int_equal(sp_knob_set(e, SP_KNOB_SLEEP_MILLISECS, sleep0), 0);
+	assert_int_equal(sp_knob_set(e, SP_KNOB_PAGES_TO_SCAN, pts0), 0);
+	assert_true(st.full_scans > scans0);
+	assert_true(rt_is(x, N, 17) && rt_is(y, N, 17));
+	rt_release(x, N);
+	rt_release(y, N);
+}
+
 static int teardown_check(void **state)
 {
 	char why[256];
@@ -576,6 +626,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_unmerge_returns_mappings, teardown_check),
 		cmocka_unit_test_teardown(test_unmerge_keeps_pinned_pages, teardown_check),
 		cmocka_unit_test_teardown(test_passes_keep_their_gap, teardown_check),
+		cmocka_unit_test_teardown(test_registration_wakes_idle_scanner, teardown_check),
 	};
 	int r;
 
