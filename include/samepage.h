@@ -453,10 +453,26 @@ struct sp_sim_counts {
 	uint64_t ops;			/* backend op calls */
 	uint64_t injected_writes;	/* writes issued by the injector */
 	uint64_t writes_blocked;	/* writes that had to wait for unprotect */
+	/* The shared store (sp_sim_shared_ops): */
+	uint64_t shared_frames;		/* shared store pages alive */
+	uint64_t shared_named;		/* references lookup handed out */
+	uint64_t uploads;		/* pages lookup read for the store */
+	uint64_t nominations;		/* contents lookup saw first */
 };
 
 /* The backend ops over a simulator; pass the sp_sim as @be. */
 SP_API extern const struct sp_backend_ops sp_sim_ops;
+/*
+ * The same ops with lookup: a stable store shared by every engine on the
+ * simulator, each space standing for a process, as samepaged's store is
+ * shared (design.md).  A page an engine offers is named if the store
+ * holds its content; if another space offered that content first, its
+ * bytes are read as they are now, stored (or found stored) and named;
+ * otherwise it is only noted.  A shared page lives until every reference
+ * named is given back with stable_release; sp_sim_check() checks the
+ * store's index as well.
+ */
+SP_API extern const struct sp_backend_ops sp_sim_shared_ops;
 
 /* sp_sim_new - an empty simulator.  Return: 0 and *out, or -ENOMEM. */
 SP_API int sp_sim_new(struct sp_sim **out);

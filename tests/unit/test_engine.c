@@ -858,6 +858,93 @@ static void test_discard_and_ranges(void **state)
 	h_fini(&h);
 }
 
+/*
+ * Two engines (two processes) over a shared store: content each holds
+ * once is found in the other only, and merges there through lookup in
+ * the passes design.md promises: nominated on the first engine's second
+ * pass, uploaded on the other's, named on the first's third.  A write
+ * then breaks only the writer's mapping, and the store page lives while
+ * the other maps it.
+ */
+static void test_shared_store_across_engines(void **state)
+{
+	struct sp_engine_config cfg = { .ops = &sp_sim_shared_ops };
+	uint64_t vals[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+	struct sp_sim_space *sp2;
+	struct sp_space *s2;
+	struct sp_engine *e2;
+	struct sp_sim_counts c;
+	struct sp_space_stats ss;
+	char why[256];
+	struct h h;
+
+	(void)state;
+	h_init_ops(&h, 1, &sp_sim_shared_ops);
+	cfg.be = h.sim;
+	assert_int_equal(sp_engine_new(&cfg, &e2), 0);
+	assert_int_equal(sp_sim_space_new(h.sim, &sp2), 0);
+	assert_int_equal(sp_space_add(e2, sp2, &s2), 0);
+	h_map(&h, 0, 8, vals);
+	assert_int_equal(sp_sim_map(h.sim, sp2, BASE, 8 * PS, SP_SIM_PRIVATE),
+			 0);
+	for (unsigned k = 0; k < 8; k++) {
+		unsigned char page[PS];
+
+		h_fill(page, vals[k]);
+		assert_int_equal(sp_sim_write(h.sim, sp2, BASE + k * PS, page,
+					      PS), 0);
+	}
+	assert_int_equal(sp_register(e2, s2, BASE, 8 * PS), 0);
+
+	for (unsigned round = 0; round < 2; round++) {
+		h_passes(&h, 1);
+		while (sp_scan(e2, 1000) > 0)
+			;
+		for (unsigned k = 0; k < 8; k++)
+			assert_true(sp_sim_frame_of(h.sim, sp2, BASE + k * PS) !=
+				    h_frame(&h, 0, k));
+	}
+	sp_sim_counts(h.sim, &c);
+	assert_int_equal(c.nominations, 8);	/* the first's second pass */
+	assert_int_equal(c.uploads, 8);		/* the other's second */
+	h_passes(&h, 1);			/* the first's third */
+	for (unsigned k = 0; k < 8; k++) {
+		sp_frame_t f = h_frame(&h, 0, k);
+
+		assert_true(sp_sim_frame_is_stable(h.sim, f));
+		assert_int_equal(sp_sim_frame_of(h.sim, sp2, BASE + k * PS), f);
+		assert_true(h_is(&h, 0, k, vals[k]));
+	}
+	sp_sim_counts(h.sim, &c);
+	assert_int_equal(c.shared_frames, 8);
+	assert_int_equal(c.uploads, 8);
+	sp_space_stats_get(e2, s2, &ss);
+	assert_int_equal(ss.merging_pages, 8);
+	assert_int_equal(h_stats(&h).pages_shared, 0);	/* no node here */
+
+	/* A write breaks the writer's mapping only. */
+	h_write(&h, 0, 0, 99);
+	h_passes(&h, 1);
+	assert_true(h_is(&h, 0, 0, 99));
+	assert_false(sp_sim_frame_is_stable(h.sim, h_frame(&h, 0, 0)));
+	assert_true(sp_sim_frame_is_stable(h.sim,
+					   sp_sim_frame_of(h.sim, sp2, BASE)));
+	sp_sim_counts(h.sim, &c);
+	assert_int_equal(c.shared_frames, 8);
+	assert_int_equal(sp_engine_verify(e2, why, sizeof(why)), 0);
+	h_check(&h);
+
+	/* The other process goes: its references come back, and the page
+	 * that only it mapped is freed. */
+	sp_sim_space_free(h.sim, sp2);
+	sp_space_remove(e2, s2);
+	sp_engine_free(e2);
+	sp_sim_counts(h.sim, &c);
+	assert_int_equal(c.shared_frames, 7);
+	h_check(&h);
+	h_fini(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -883,6 +970,7 @@ int main(void)
 		cmocka_unit_test(test_lazy_keys),
 		cmocka_unit_test(test_pinned_pages),
 		cmocka_unit_test(test_discard_and_ranges),
+		cmocka_unit_test(test_shared_store_across_engines),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,6 +7,7 @@
 #include <errno.h>
 
 #include "harness.h"
+#include "util/hash.h"
 
 static struct sp_sim *sim;
 static uint8_t held[16];
@@ -301,6 +302,134 @@ static void test_injector(void **state)
 	sp_sim_ops.stable_release(sim, s, 1);
 }
 
+/* ---- the shared store (sp_sim_shared_ops) ---------------------------- */
+
+/* ops->lookup of one page of @sp holding @v, as an engine asks it. */
+static sp_spage_t ask(struct sp_sim_space *sp, unsigned pg, uint64_t v)
+{
+	unsigned char buf[PS];
+	uintptr_t addr = BASE + pg * PS;
+	uint64_t h;
+	sp_spage_t out = 0;
+
+	h_fill(buf, v);
+	h = sp_hash_page(buf);
+	assert_int_equal(sp_sim_shared_ops.lookup(sim, sp, 1, &addr, &h, &out),
+			 0);
+	return out;
+}
+
+/* Nominate, upload, name, reuse; the page lives until every reference
+ * is back, and then its content is unknown again. */
+static void test_shared_protocol(void **state)
+{
+	struct sp_sim_counts c;
+	sp_spage_t p, q;
+	unsigned char buf[PS];
+	char why[200];
+
+	(void)state;
+	write_val(a, 0, 7);
+	write_val(b, 0, 7);
+	write_val(b, 1, 7);
+	assert_int_equal(ask(a, 0, 7), SP_SPAGE_NONE);	/* nominated */
+	assert_int_equal(ask(a, 0, 7), SP_SPAGE_NONE);	/* by itself */
+	p = ask(b, 0, 7);				/* uploaded */
+	assert_int_not_equal(p, SP_SPAGE_NONE);
+	h_fill(buf, 7);
+	assert_memory_equal(sp_sim_shared_ops.stable_peek(sim, p, NULL), buf,
+			    PS);
+	assert_int_equal(ask(a, 0, 7), p);		/* stored: named */
+	assert_int_equal(ask(b, 1, 7), p);
+	sp_sim_counts(sim, &c);
+	assert_int_equal(c.shared_frames, 1);
+	assert_int_equal(c.uploads, 1);
+	assert_int_equal(c.shared_named, 2);
+	assert_int_equal(c.nominations, 1);
+	assert_int_equal(sp_sim_check(sim, why, sizeof(why)), 0);
+
+	/* Mapped by a; the references come back one by one. */
+	assert_int_equal(sp_sim_shared_ops.protect(sim, a, BASE, 1, held), 0);
+	assert_int_equal(sp_sim_shared_ops.replace(sim, a, BASE, 1, p), 0);
+	sp_sim_shared_ops.unprotect(sim, a, BASE, 1);
+	sp_sim_shared_ops.stable_release(sim, p, 1);
+	sp_sim_shared_ops.stable_release(sim, p, 1);
+	assert_int_equal(sp_sim_check(sim, why, sizeof(why)), 0);
+	write_val(a, 0, 8);	/* COW: a no longer maps it */
+	sp_sim_shared_ops.stable_release(sim, p, 1);
+	sp_sim_counts(sim, &c);
+	assert_int_equal(c.shared_frames, 0);
+	assert_int_equal(c.stable_frames, 0);
+	assert_int_equal(c.released_while_mapped, 0);
+	assert_int_equal(sp_sim_check(sim, why, sizeof(why)), 0);
+
+	/* Gone from the index: the content is nominated anew, and b's
+	 * second upload makes a new page. */
+	assert_int_equal(ask(b, 1, 7), SP_SPAGE_NONE);
+	q = ask(a, 1, 7);	/* a's page 1 never held 7: reads zeros */
+	assert_int_not_equal(q, SP_SPAGE_NONE);
+	memset(buf, 0, PS);
+	assert_memory_equal(sp_sim_shared_ops.stable_peek(sim, q, NULL), buf,
+			    PS);
+	sp_sim_shared_ops.stable_release(sim, q, 1);
+	assert_int_equal(sp_sim_check(sim, why, sizeof(why)), 0);
+}
+
+/* An upload stores the bytes as they are, indexed by their own hash: a
+ * page written after the engine hashed it is stored as written, and a
+ * later ask for the old content does not get it. */
+static void test_shared_upload_reads_now(void **state)
+{
+	sp_spage_t p;
+	unsigned char buf[PS];
+	char why[200];
+
+	(void)state;
+	write_val(a, 0, 5);
+	write_val(b, 0, 6);	/* b's page changed after its hash of 5 */
+	assert_int_equal(ask(a, 0, 5), SP_SPAGE_NONE);
+	p = ask(b, 0, 5);
+	assert_int_not_equal(p, SP_SPAGE_NONE);
+	h_fill(buf, 6);
+	assert_memory_equal(sp_sim_shared_ops.stable_peek(sim, p, NULL), buf,
+			    PS);
+	assert_int_equal(ask(b, 0, 6), p);	/* stored under 6 */
+	assert_int_not_equal(ask(b, 1, 5), p);	/* 5 is still a's nomination */
+	sp_sim_shared_ops.stable_release(sim, p, 2);
+	assert_int_equal(sp_sim_check(sim, why, sizeof(why)), 0);
+}
+
+/* A failed lookup names nothing and records nothing. */
+static void test_shared_lookup_fault(void **state)
+{
+	struct sp_sim_counts c;
+
+	(void)state;
+	write_val(a, 0, 9);
+	sp_sim_fault_next(sim, "lookup", -EIO);
+	{
+		unsigned char buf[PS];
+		uintptr_t addr = BASE;
+		uint64_t h;
+		sp_spage_t out = 0;
+
+		h_fill(buf, 9);
+		h = sp_hash_page(buf);
+		assert_int_equal(sp_sim_shared_ops.lookup(sim, a, 1, &addr, &h,
+							  &out), -EIO);
+		assert_int_equal(out, SP_SPAGE_NONE);
+	}
+	sp_sim_counts(sim, &c);
+	assert_int_equal(c.nominations, 0);
+	/* Many contents: the index grows and keeps every entry. */
+	for (unsigned v = 100; v < 1100; v++)
+		assert_int_equal(ask(a, 0, v), SP_SPAGE_NONE);
+	for (unsigned v = 100; v < 1100; v++)
+		assert_int_equal(ask(a, 0, v), SP_SPAGE_NONE);
+	sp_sim_counts(sim, &c);
+	assert_int_equal(c.nominations, 1000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -314,6 +443,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_probe, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fault_injection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_injector, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shared_protocol, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shared_upload_reads_now, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shared_lookup_fault, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

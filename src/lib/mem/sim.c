@@ -23,74 +23,16 @@
  *     as the Linux backend's move-out refuses a page pinned for DMA.
  *     Pins keep the frame alive but do not make a write copy it (the
  *     kernel keeps a pinned anonymous page exclusive to its owner).
+ *   - With sp_sim_shared_ops, store pages can also be shared by every
+ *     engine on the simulator (sim_shared.c); they are frames of the
+ *     same store, freed when the last reference named comes back.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "samepage.h"
+#include "sim_impl.h"
 #include "../util/hash.h"
-#include "../util/ralloc.h"
-
-#define PS SP_PAGE_SIZE
-
-struct sim_frame {
-	uint32_t ref;		/* 0: free; includes pins */
-	uint32_t pins;		/* DMA pins (sp_sim_pin) */
-	uint8_t stable;		/* allocated by stable_write */
-	uint8_t tagged;		/* content generated from @tag, no @data */
-	uint8_t *data;		/* PS bytes, or NULL */
-	uint64_t tag;
-};
-
-struct sim_pte {
-	uint32_t frame;		/* 0: none (reads zeros) */
-	uint8_t wp;		/* write-protected */
-};
-
-struct sim_map {
-	struct sim_map *next;	/* sorted by start */
-	uintptr_t start, end;
-	enum sp_sim_map_kind kind;
-	struct sim_pte *pte;
-};
-
-struct sp_sim_space {
-	struct sp_sim_space *next;
-	struct sim_map *maps;
-};
-
-struct qwrite {
-	struct sp_sim_space *sp;
-	uintptr_t addr;		/* inside one page */
-	uint32_t len;
-	uint8_t *bytes;
-};
-
-struct sp_sim {
-	struct sim_frame *frame;	/* [0] unused */
-	uint32_t nframe;		/* slots in use (ids < nframe) */
-	uint32_t cap;
-	uint32_t *free_ids;
-	uint32_t nfree, free_cap;
-
-	struct sp_ralloc store_ids;
-	uint32_t *store;		/* stable page -> frame (0 unwritten) */
-	uint32_t store_cap;
-
-	struct sp_sim_space *spaces;
-	struct qwrite *q;
-	uint32_t nq, qcap;
-
-	sp_sim_injector_fn inject;
-	void *inject_arg;
-	int in_inject;
-	char fault_op[32];
-	int fault_err;
-
-	struct sp_sim_counts cnt;
-	uint64_t unprotected_changes;
-};
 
 static const uint8_t zero_page[PS];
 static uint8_t tag_pool[64][PS];
@@ -136,7 +78,7 @@ void sp_sim_tag_bytes(uint64_t tag, void *page)
 
 /* ---- frames ----------------------------------------------------------- */
 
-static int frame_new(struct sp_sim *sim, uint32_t *out)
+int sim_frame_new(struct sp_sim *sim, uint32_t *out)
 {
 	uint32_t f;
 
@@ -166,7 +108,7 @@ static int frame_new(struct sp_sim *sim, uint32_t *out)
 	return 0;
 }
 
-static void frame_put(struct sp_sim *sim, uint32_t f)
+void sim_frame_put(struct sp_sim *sim, uint32_t f)
 {
 	struct sim_frame *fr = &sim->frame[f];
 
@@ -190,7 +132,7 @@ static void frame_put(struct sp_sim *sim, uint32_t f)
 }
 
 /* The bytes of frame @f (0: zeros), generated into @buf if tagged. */
-static const uint8_t *frame_bytes(struct sp_sim *sim, uint32_t f, void *buf)
+const uint8_t *sim_frame_bytes(struct sp_sim *sim, uint32_t f, void *buf)
 {
 	struct sim_frame *fr;
 
@@ -234,17 +176,17 @@ static int frame_copy(struct sp_sim *sim, uint32_t src, uint32_t *out)
 	uint32_t f;
 	int err;
 
-	err = frame_new(sim, &f);
+	err = sim_frame_new(sim, &f);
 	if (err)
 		return err;
 	if (src && sim->frame[src].tagged && !sim->frame[src].data) {
 		sim->frame[f].tagged = 1;
 		sim->frame[f].tag = sim->frame[src].tag;
 	} else if (src) {
-		b = frame_bytes(sim, src, tmp);
+		b = sim_frame_bytes(sim, src, tmp);
 		sim->frame[f].data = malloc(PS);
 		if (!sim->frame[f].data) {
-			frame_put(sim, f);
+			sim_frame_put(sim, f);
 			return -ENOMEM;
 		}
 		memcpy(sim->frame[f].data, b, PS);
@@ -263,7 +205,7 @@ static struct sim_map *map_of(struct sp_sim_space *sp, uintptr_t addr)
 	return NULL;
 }
 
-static struct sim_pte *pte_of(struct sp_sim_space *sp, uintptr_t addr,
+struct sim_pte *sim_pte_of(struct sp_sim_space *sp, uintptr_t addr,
 			      struct sim_map **mp)
 {
 	struct sim_map *m = map_of(sp, addr);
@@ -298,7 +240,7 @@ static int write_page(struct sp_sim *sim, struct sim_pte *pte,
 		err = frame_copy(sim, f, &n);
 		if (err)
 			return err;
-		frame_put(sim, f);
+		sim_frame_put(sim, f);
 		pte->frame = f = n;
 	}
 	err = frame_materialize(sim, f);
@@ -347,7 +289,7 @@ int sp_sim_write(struct sp_sim *sim, struct sp_sim_space *sp, uintptr_t addr,
 	while (len) {
 		uintptr_t off = addr & (PS - 1);
 		size_t n = PS - off < len ? PS - off : len;
-		struct sim_pte *pte = pte_of(sp, addr, NULL);
+		struct sim_pte *pte = sim_pte_of(sp, addr, NULL);
 		int err;
 
 		if (pte->wp)
@@ -371,9 +313,9 @@ int sp_sim_discard(struct sp_sim *sim, struct sp_sim_space *sp,
 	if (!range_mapped(sp, addr, len / PS))
 		return -EFAULT;
 	for (size_t i = 0; i < len / PS; i++) {
-		struct sim_pte *pte = pte_of(sp, addr + i * PS, NULL);
+		struct sim_pte *pte = sim_pte_of(sp, addr + i * PS, NULL);
 
-		frame_put(sim, pte->frame);
+		sim_frame_put(sim, pte->frame);
 		pte->frame = 0;
 	}
 	return 0;
@@ -387,11 +329,11 @@ int sp_sim_read(struct sp_sim *sim, struct sp_sim_space *sp, uintptr_t addr,
 	while (len) {
 		uintptr_t off = addr & (PS - 1);
 		size_t n = PS - off < len ? PS - off : len;
-		struct sim_pte *pte = pte_of(sp, addr, NULL);
+		struct sim_pte *pte = sim_pte_of(sp, addr, NULL);
 
 		if (!pte)
 			return -EFAULT;
-		memcpy(d, frame_bytes(sim, pte->frame, tmp) + off, n);
+		memcpy(d, sim_frame_bytes(sim, pte->frame, tmp) + off, n);
 		addr += n;
 		d += n;
 		len -= n;
@@ -411,7 +353,7 @@ static void flush_queue(struct sp_sim *sim, struct sp_sim_space *sp,
 		struct sim_pte *pte;
 
 		if (w->sp == sp && pg >= addr && pg < addr + n * PS &&
-		    (pte = pte_of(sp, w->addr, NULL)) && !pte->wp) {
+		    (pte = sim_pte_of(sp, w->addr, NULL)) && !pte->wp) {
 			/* A failed COW (no memory) would lose the write in
 			 * the sim; a real kernel would OOM-kill instead. */
 			write_page(sim, pte, w->addr & (PS - 1), w->bytes,
@@ -480,6 +422,9 @@ void sp_sim_free(struct sp_sim *sim)
 	free(sim->frame);
 	free(sim->free_ids);
 	free(sim->store);
+	free(sim->sref);
+	free(sim->shash);
+	free(sim->dir);
 	sp_ralloc_destroy(&sim->store_ids);
 	free(sim);
 }
@@ -562,7 +507,7 @@ int sp_sim_unmap(struct sp_sim *sim, struct sp_sim_space *sp, uintptr_t addr,
 
 		if (m->start >= addr && m->end <= end) {
 			for (size_t i = 0; i < (m->end - m->start) / PS; i++)
-				frame_put(sim, m->pte[i].frame);
+				sim_frame_put(sim, m->pte[i].frame);
 			*l = m->next;
 			free(m->pte);
 			free(m);
@@ -597,15 +542,15 @@ int sp_sim_fill_tag(struct sp_sim *sim, struct sp_sim_space *sp,
 	if (addr & (PS - 1) || !range_mapped(sp, addr, n))
 		return -EFAULT;
 	for (size_t i = 0; i < n; i++) {
-		struct sim_pte *pte = pte_of(sp, addr + i * PS, NULL);
+		struct sim_pte *pte = sim_pte_of(sp, addr + i * PS, NULL);
 		uint32_t f;
-		int err = frame_new(sim, &f);
+		int err = sim_frame_new(sim, &f);
 
 		if (err)
 			return err;
 		sim->frame[f].tagged = 1;
 		sim->frame[f].tag = tag[i];
-		frame_put(sim, pte->frame);
+		sim_frame_put(sim, pte->frame);
 		pte->frame = f;
 	}
 	return 0;
@@ -614,7 +559,7 @@ int sp_sim_fill_tag(struct sp_sim *sim, struct sp_sim_space *sp,
 int sp_sim_pin(struct sp_sim *sim, struct sp_sim_space *sp, uintptr_t addr,
 	       sp_frame_t *out)
 {
-	struct sim_pte *pte = pte_of(sp, addr, NULL);
+	struct sim_pte *pte = sim_pte_of(sp, addr, NULL);
 
 	if (!pte)
 		return -EFAULT;
@@ -631,7 +576,7 @@ void sp_sim_unpin(struct sp_sim *sim, sp_frame_t f)
 	if (!f || f >= sim->nframe || !sim->frame[f].pins)
 		return;
 	sim->frame[f].pins--;
-	frame_put(sim, f);
+	sim_frame_put(sim, f);
 }
 
 int sp_sim_dma_write(struct sp_sim *sim, sp_frame_t f, size_t off,
@@ -651,7 +596,7 @@ int sp_sim_dma_write(struct sp_sim *sim, sp_frame_t f, size_t off,
 sp_frame_t sp_sim_frame_of(struct sp_sim *sim, struct sp_sim_space *sp,
 			   uintptr_t addr)
 {
-	struct sim_pte *pte = pte_of(sp, addr, NULL);
+	struct sim_pte *pte = sim_pte_of(sp, addr, NULL);
 
 	(void)sim;
 	return pte ? pte->frame : 0;
@@ -755,6 +700,7 @@ int sp_sim_check(struct sp_sim *sim, char *why, size_t whylen)
 	if (sim->unprotected_changes)
 		FAIL("%llu pages replaced or zapped without protection",
 		     (unsigned long long)sim->unprotected_changes);
+	err = sim_shared_check(sim, why, whylen);
 #undef FAIL
 out:
 	free(count);
@@ -764,7 +710,7 @@ out:
 /* ---- the backend ops -------------------------------------------------- */
 
 /* Start of every op: count it, run the injector, and fail it if asked. */
-static int op_enter(struct sp_sim *sim, const char *op)
+int sim_op_enter(struct sp_sim *sim, const char *op)
 {
 	sim->cnt.ops++;
 	if (sim->inject && !sim->in_inject) {
@@ -786,7 +732,7 @@ static int op_probe(void *be, void *space, uintptr_t addr, size_t len,
 	struct sp_sim_space *sp = space;
 	uintptr_t end = addr + len;
 	struct sim_map *m;
-	int err = op_enter(sim, "probe");
+	int err = sim_op_enter(sim, "probe");
 
 	if (err)
 		return err;
@@ -815,13 +761,13 @@ static int op_state(void *be, void *space, uintptr_t addr, size_t n,
 		    uint8_t *out)
 {
 	struct sp_sim *sim = be;
-	int err = op_enter(sim, "state");
+	int err = sim_op_enter(sim, "state");
 
 	if (err)
 		return err;
 	for (size_t i = 0; i < n; i++) {
 		struct sim_map *m;
-		struct sim_pte *pte = pte_of(space, addr + i * PS, &m);
+		struct sim_pte *pte = sim_pte_of(space, addr + i * PS, &m);
 
 		if (!pte)
 			out[i] = SP_PS_UNMAPPED;
@@ -837,7 +783,7 @@ static int op_state(void *be, void *space, uintptr_t addr, size_t n,
 	return 0;
 }
 
-/* Op @op reading the page at @addr: enter it (op_enter), then its bytes
+/* Op @op reading the page at @addr: enter it (sim_op_enter), then its bytes
  * (the frame's, or generated into @buf).  Return: the bytes, or NULL
  * with *err the injected fault or -EFAULT (unmapped). */
 static const void *op_read(struct sp_sim *sim, void *space, uintptr_t addr,
@@ -845,15 +791,15 @@ static const void *op_read(struct sp_sim *sim, void *space, uintptr_t addr,
 {
 	struct sim_pte *pte;
 
-	*err = op_enter(sim, op);
+	*err = sim_op_enter(sim, op);
 	if (*err)
 		return NULL;
-	pte = pte_of(space, addr, NULL);
+	pte = sim_pte_of(space, addr, NULL);
 	if (!pte) {
 		*err = -EFAULT;
 		return NULL;
 	}
-	return frame_bytes(sim, pte->frame, buf);
+	return sim_frame_bytes(sim, pte->frame, buf);
 }
 
 static const void *op_peek(void *be, void *space, uintptr_t addr, void *buf)
@@ -892,17 +838,17 @@ static int op_protect(void *be, void *space, uintptr_t addr, size_t n,
 		      uint8_t *held)
 {
 	struct sp_sim *sim = be;
-	int err = op_enter(sim, "protect");
+	int err = sim_op_enter(sim, "protect");
 
 	if (err)
 		return err;
 	if (!range_mapped(space, addr, n))
 		return -EFAULT;
 	for (size_t i = 0; i < n; i++)
-		if (pte_of(space, addr + i * PS, NULL)->wp)
+		if (sim_pte_of(space, addr + i * PS, NULL)->wp)
 			return -EBUSY;	/* protected twice: engine bug */
 	for (size_t i = 0; i < n; i++) {
-		struct sim_pte *pte = pte_of(space, addr + i * PS, NULL);
+		struct sim_pte *pte = sim_pte_of(space, addr + i * PS, NULL);
 
 		held[i] = !pte->frame || !sim->frame[pte->frame].pins;
 		pte->wp = held[i];
@@ -914,9 +860,9 @@ static void op_unprotect(void *be, void *space, uintptr_t addr, size_t n)
 {
 	struct sp_sim *sim = be;
 
-	op_enter(sim, "unprotect");
+	sim_op_enter(sim, "unprotect");
 	for (size_t i = 0; i < n; i++) {
-		struct sim_pte *pte = pte_of(space, addr + i * PS, NULL);
+		struct sim_pte *pte = sim_pte_of(space, addr + i * PS, NULL);
 
 		if (pte)
 			pte->wp = 0;
@@ -928,7 +874,7 @@ static int op_replace(void *be, void *space, uintptr_t addr, size_t n,
 		      sp_spage_t first)
 {
 	struct sp_sim *sim = be;
-	int err = op_enter(sim, "replace");
+	int err = sim_op_enter(sim, "replace");
 
 	if (err)
 		return err;
@@ -937,19 +883,19 @@ static int op_replace(void *be, void *space, uintptr_t addr, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		struct sim_map *m;
 
-		pte_of(space, addr + i * PS, &m);
+		sim_pte_of(space, addr + i * PS, &m);
 		if (first + i >= sim->store_cap || !sim->store[first + i] ||
 		    m->kind != SP_SIM_PRIVATE)
 			return -EINVAL;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct sim_pte *pte = pte_of(space, addr + i * PS, NULL);
+		struct sim_pte *pte = sim_pte_of(space, addr + i * PS, NULL);
 		uint32_t f = sim->store[first + i];
 
 		if (!pte->wp)
 			sim->unprotected_changes++;
 		sim->frame[f].ref++;
-		frame_put(sim, pte->frame);
+		sim_frame_put(sim, pte->frame);
 		pte->frame = f;
 	}
 	return 0;
@@ -958,18 +904,18 @@ static int op_replace(void *be, void *space, uintptr_t addr, size_t n,
 static int op_zap(void *be, void *space, uintptr_t addr, size_t n)
 {
 	struct sp_sim *sim = be;
-	int err = op_enter(sim, "zap");
+	int err = sim_op_enter(sim, "zap");
 
 	if (err)
 		return err;
 	if (!range_mapped(space, addr, n))
 		return -EFAULT;
 	for (size_t i = 0; i < n; i++) {
-		struct sim_pte *pte = pte_of(space, addr + i * PS, NULL);
+		struct sim_pte *pte = sim_pte_of(space, addr + i * PS, NULL);
 
 		if (!pte->wp)
 			sim->unprotected_changes++;
-		frame_put(sim, pte->frame);
+		sim_frame_put(sim, pte->frame);
 		pte->frame = 0;
 	}
 	return 0;
@@ -978,12 +924,12 @@ static int op_zap(void *be, void *space, uintptr_t addr, size_t n)
 static int op_unmerge(void *be, void *space, uintptr_t addr, size_t n)
 {
 	struct sp_sim *sim = be;
-	int err = op_enter(sim, "unmerge");
+	int err = sim_op_enter(sim, "unmerge");
 
 	if (err)
 		return err;
 	for (size_t i = 0; i < n; i++) {
-		struct sim_pte *pte = pte_of(space, addr + i * PS, NULL);
+		struct sim_pte *pte = sim_pte_of(space, addr + i * PS, NULL);
 		uint32_t f, nf;
 
 		if (!pte)
@@ -995,9 +941,40 @@ static int op_unmerge(void *be, void *space, uintptr_t addr, size_t n)
 		err = frame_copy(sim, f, &nf);
 		if (err)
 			return err;
-		frame_put(sim, f);
+		sim_frame_put(sim, f);
 		pte->frame = nf;
 	}
+	return 0;
+}
+
+int sim_store_reserve(struct sp_sim *sim, uint32_t need)
+{
+	uint32_t cap = sim->store_cap ? sim->store_cap : 1024;
+	uint32_t *s, *r;
+	uint64_t *h;
+
+	if (need <= sim->store_cap)
+		return 0;
+	while (cap < need)
+		cap *= 2;
+	/* store_cap grows only once all three have: a failure leaves some
+	 * arrays larger than it, never smaller. */
+	s = realloc(sim->store, (size_t)cap * sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	sim->store = s;
+	r = realloc(sim->sref, (size_t)cap * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	sim->sref = r;
+	h = realloc(sim->shash, (size_t)cap * sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	sim->shash = h;
+	memset(s + sim->store_cap, 0, (cap - sim->store_cap) * sizeof(*s));
+	memset(r + sim->store_cap, 0, (cap - sim->store_cap) * sizeof(*r));
+	memset(h + sim->store_cap, 0, (cap - sim->store_cap) * sizeof(*h));
+	sim->store_cap = cap;
 	return 0;
 }
 
@@ -1005,7 +982,7 @@ static int op_stable_alloc(void *be, size_t n, sp_spage_t *first)
 {
 	struct sp_sim *sim = be;
 	uint32_t f;
-	int err = op_enter(sim, "stable_alloc");
+	int err = sim_op_enter(sim, "stable_alloc");
 
 	if (err)
 		return err;
@@ -1014,21 +991,10 @@ static int op_stable_alloc(void *be, size_t n, sp_spage_t *first)
 	err = sp_ralloc_get(&sim->store_ids, (uint32_t)n, &f);
 	if (err)
 		return err;
-	if (f + n > sim->store_cap) {
-		uint32_t cap = sim->store_cap ? sim->store_cap : 1024;
-		uint32_t *s;
-
-		while (cap < f + n)
-			cap *= 2;
-		s = realloc(sim->store, (size_t)cap * sizeof(*s));
-		if (!s) {
-			sp_ralloc_put(&sim->store_ids, f, (uint32_t)n);
-			return -ENOMEM;
-		}
-		memset(s + sim->store_cap, 0,
-		       (cap - sim->store_cap) * sizeof(*s));
-		sim->store = s;
-		sim->store_cap = cap;
+	err = sim_store_reserve(sim, f + (uint32_t)n);
+	if (err) {
+		sp_ralloc_put(&sim->store_ids, f, (uint32_t)n);
+		return err;
 	}
 	*first = f;
 	return 0;
@@ -1038,7 +1004,7 @@ static int op_stable_write(void *be, sp_spage_t first, size_t n,
 			   const void *const *src)
 {
 	struct sp_sim *sim = be;
-	int err = op_enter(sim, "stable_write");
+	int err = sim_op_enter(sim, "stable_write");
 
 	if (err)
 		return err;
@@ -1048,18 +1014,18 @@ static int op_stable_write(void *be, sp_spage_t first, size_t n,
 		if (!sp_ralloc_used(&sim->store_ids, first + (uint32_t)i) ||
 		    sim->store[first + i])
 			return -EINVAL;	/* not allocated, or written twice */
-		err = frame_new(sim, &f);
+		err = sim_frame_new(sim, &f);
 		if (!err) {
 			sim->frame[f].data = malloc(PS);
 			if (!sim->frame[f].data) {
-				frame_put(sim, f);
+				sim_frame_put(sim, f);
 				err = -ENOMEM;
 			}
 		}
 		if (err) {
 			/* Undo this call's pages: all or nothing. */
 			while (i--) {
-				frame_put(sim, sim->store[first + i]);
+				sim_frame_put(sim, sim->store[first + i]);
 				sim->store[first + i] = 0;
 			}
 			return err;
@@ -1077,7 +1043,7 @@ static const void *op_stable_peek(void *be, sp_spage_t page, void *buf)
 	struct sp_sim *sim = be;
 
 	(void)buf;
-	if (op_enter(sim, "stable_peek"))
+	if (sim_op_enter(sim, "stable_peek"))
 		return NULL;
 	if (page >= sim->store_cap || !sim->store[page])
 		return NULL;
@@ -1088,11 +1054,13 @@ static void op_stable_release(void *be, sp_spage_t first, size_t n)
 {
 	struct sp_sim *sim = be;
 
-	op_enter(sim, "stable_release");
+	sim_op_enter(sim, "stable_release");
 	for (size_t i = 0; i < n; i++) {
 		uint32_t f = first + i < sim->store_cap ? sim->store[first + i]
 							: 0;
 
+		if (f && sim_shared_put(sim, first + (sp_spage_t)i))
+			continue;	/* a shared page others still hold */
 		if (f) {
 			sim->store[first + i] = 0;
 			if (sim->frame[f].ref > 1) {
@@ -1101,7 +1069,7 @@ static void op_stable_release(void *be, sp_spage_t first, size_t n)
 				sim->cnt.released_while_mapped++;
 				memset(sim->frame[f].data, 0, PS);
 			}
-			frame_put(sim, f);
+			sim_frame_put(sim, f);
 		}
 		if (sp_ralloc_used(&sim->store_ids, first + (uint32_t)i))
 			sp_ralloc_put(&sim->store_ids, first + (uint32_t)i, 1);
@@ -1123,4 +1091,23 @@ const struct sp_backend_ops sp_sim_ops = {
 	.stable_write = op_stable_write,
 	.stable_peek = op_stable_peek,
 	.stable_release = op_stable_release,
+};
+
+/* The same with a store shared by every engine on the simulator. */
+const struct sp_backend_ops sp_sim_shared_ops = {
+	.probe = op_probe,
+	.state = op_state,
+	.peek = op_peek,
+	.hash = op_hash,
+	.cmp = op_cmp,
+	.protect = op_protect,
+	.unprotect = op_unprotect,
+	.replace = op_replace,
+	.zap = op_zap,
+	.unmerge = op_unmerge,
+	.stable_alloc = op_stable_alloc,
+	.stable_write = op_stable_write,
+	.stable_peek = op_stable_peek,
+	.stable_release = op_stable_release,
+	.lookup = sim_op_lookup,
 };
