@@ -1036,30 +1036,35 @@ static void collect_part(void *arg, uintptr_t s, uintptr_t e)
 	}
 }
 
-void *sp_agent_remap(struct sp_agent *a, void *old, size_t oldlen,
-		     size_t newlen, int flags, void *new_addr)
+struct remap {
+	void *old, *new_addr, *ret;
+	size_t oldlen, newlen;
+	int flags, err;			/* err: mremap's errno, or 0 */
+};
+
+/* mremap, with the registration moved along.  Context: mem_lock held. */
+static void remap_locked(struct sp_agent *a, struct remap *r)
 {
 	struct reg_parts parts = { .n = 0 };
-	uintptr_t o = (uintptr_t)old, oend = o + oldlen;
-	void *p;
+	uintptr_t o = (uintptr_t)r->old, oend = o + r->oldlen;
 
-	mem_enter(a);
-	sp_ranges(a->e, a->s, o, oldlen, collect_part, &parts);
-	p = mremap(old, oldlen, newlen, flags, new_addr);
-	if (p != MAP_FAILED) {
-		uintptr_t n = (uintptr_t)p;
+	sp_ranges(a->e, a->s, o, r->oldlen, collect_part, &parts);
+	r->ret = mremap(r->old, r->oldlen, r->newlen, r->flags, r->new_addr);
+	r->err = r->ret == MAP_FAILED ? errno : 0;
+	if (r->ret != MAP_FAILED) {
+		uintptr_t n = (uintptr_t)r->ret;
 
-		sp_forget(a->e, a->s, o, oldlen);
+		sp_forget(a->e, a->s, o, r->oldlen);
 		/* The registration moves with the mapping, as VM_MERGEABLE
 		 * does; a registered tail extends into the grown part. */
 		for (unsigned i = 0; i < parts.n; i++) {
 			uintptr_t s = n + (parts.part[i][0] - o);
 			uintptr_t e = n + (parts.part[i][1] - o);
 
-			if (parts.part[i][1] == oend && newlen > oldlen)
-				e = n + newlen;
-			if (e > n + newlen)
-				e = n + newlen;
+			if (parts.part[i][1] == oend && r->newlen > r->oldlen)
+				e = n + r->newlen;
+			if (e > n + r->newlen)
+				e = n + r->newlen;
 			if (s < e)
 				sp_register(a->e, a->s, s, e - s);
 		}
@@ -1068,8 +1073,67 @@ void *sp_agent_remap(struct sp_agent *a, void *old, size_t oldlen,
 		lx_reconcile(a->lx);
 		lx_refresh_flags(a->lx);
 	}
+}
+
+/* Unmerge the old range, then remap it: the scanner's job (it holds
+ * pages), with no pass in between to merge it again. */
+static int job_remap_unmerged(struct sp_agent *a, void *arg)
+{
+	struct remap *r = arg;
+	int err = sp_unmerge(a->e, a->s, (uintptr_t)r->old, r->oldlen);
+
+	lx_maintain(a->lx);
+	if (err)
+		return err;
+	remap_locked(a, r);
+	return 0;
+}
+
+/* Whether any of [p, p + len) is registered.  Context: mem_lock held. */
+static int any_registered(struct sp_agent *a, void *p, size_t len)
+{
+	struct reg_parts parts = { .n = 0 };
+
+	sp_ranges(a->e, a->s, (uintptr_t)p, len, collect_part, &parts);
+	return parts.n > 0;
+}
+
+/*
+ * A merged run is a mapping of its own (a store memfd's), so a range
+ * merged in part is several mappings, which mremap refuses (EFAULT: it
+ * moves one mapping); and growing a store mapping would show the store's
+ * next pages, not zeros.  Growth of a registered range, and a move that
+ * fails so, therefore unmerge the range first: as ordinary memory it is
+ * one mapping again, and merges again in later passes.  (A range the
+ * backend cannot rebuild, a limit of design.md, still gets EFAULT.)
+ */
+void *sp_agent_remap(struct sp_agent *a, void *old, size_t oldlen,
+		     size_t newlen, int flags, void *new_addr)
+{
+	struct remap r = { old, new_addr, MAP_FAILED, oldlen, newlen, flags,
+			   0 };
+	int reg, err;
+
+	mem_enter(a);
+	reg = any_registered(a, old, oldlen);
+	if (!reg || newlen <= oldlen) {
+		remap_locked(a, &r);
+		if (r.ret != MAP_FAILED || r.err != EFAULT || !reg) {
+			mem_leave(a);
+			if (r.err)
+				errno = r.err;
+			return r.ret;
+		}
+	}
 	mem_leave(a);
-	return p;
+	err = on_scanner(a, job_remap_unmerged, &r);
+	if (err) {
+		errno = -err;
+		return MAP_FAILED;
+	}
+	if (r.err)
+		errno = r.err;
+	return r.ret;
 }
 
 void *sp_agent_map(struct sp_agent *a, void *addr, size_t len, int prot,

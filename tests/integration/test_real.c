@@ -597,6 +597,68 @@ static void test_registration_wakes_idle_scanner(void **state)
 	rt_release(y, N);
 }
 
+/* Whether [p, p + pages) reads zeros. */
+static int all_zero(const char *p, size_t pages)
+{
+	for (size_t i = 0; i < pages * PS; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
+/*
+ * mremap of merged memory behaves as of anonymous memory (KSM's is):
+ * a range merged in part is several mappings, yet it moves and grows;
+ * and a grown merged range reads zeros in its new part, not the store
+ * pages that follow its own (here, another merged range's).
+ */
+static void test_remap_of_merged_ranges(void **state)
+{
+	char *x = rt_map(N), *y = rt_map(N / 2);
+	char *a = rt_map(N), *b = rt_map(N), *c = rt_map(N), *d = rt_map(N);
+	char *nx, *na;
+
+	(void)state;
+	rt_fill(x, N, 21);
+	rt_fill(y, N / 2, 21);	/* copies of x's first half only */
+	rt_fill(a, N, 22);
+	rt_fill(b, N, 22);
+	sp_agent_register(A, x, N * PS);
+	sp_agent_register(A, y, N / 2 * PS);
+	sp_agent_register(A, a, N * PS);
+	sp_agent_register(A, b, N * PS);
+	rt_merge();
+	rt_fill(c, N, 23);	/* merged after a: the store pages after a's */
+	rt_fill(d, N, 23);
+	sp_agent_register(A, c, N * PS);
+	sp_agent_register(A, d, N * PS);
+	rt_merge();
+	assert_int_equal(rt_pfn(x), rt_pfn(y));
+	assert_int_equal(rt_pfn(a), rt_pfn(b));
+	assert_int_equal(rt_pfn(c), rt_pfn(d));
+
+	nx = sp_agent_remap(A, x, N * PS, 2 * N * PS, MREMAP_MAYMOVE, NULL);
+	assert_true(nx != MAP_FAILED);
+	assert_true(rt_is(nx, N, 21));
+	assert_true(all_zero(nx + N * PS, N));
+	na = sp_agent_remap(A, a, N * PS, 2 * N * PS, MREMAP_MAYMOVE, NULL);
+	assert_true(na != MAP_FAILED);
+	assert_true(rt_is(na, N, 22));
+	assert_true(all_zero(na + N * PS, N));
+	/* Both stay registered: they merge again. */
+	rt_merge();
+	assert_int_equal(rt_pfn(nx), rt_pfn(y));
+	assert_int_equal(rt_pfn(na), rt_pfn(b));
+	assert_true(rt_is(nx, N, 21) && rt_is(na, N, 22));
+	assert_true(rt_is(c, N, 23) && rt_is(d, N, 23));
+	rt_release(nx, 2 * N);
+	rt_release(y, N / 2);
+	rt_release(na, 2 * N);
+	rt_release(b, N);
+	rt_release(c, N);
+	rt_release(d, N);
+}
+
 static int teardown_check(void **state)
 {
 	char why[256];
@@ -618,6 +680,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_discard_gives_zeros, teardown_check),
 		cmocka_unit_test_teardown(test_fork_after_merging, teardown_check),
 		cmocka_unit_test_teardown(test_mremap_keeps_content, teardown_check),
+		cmocka_unit_test_teardown(test_remap_of_merged_ranges, teardown_check),
 		cmocka_unit_test_teardown(test_unmerge_restores_frames, teardown_check),
 		cmocka_unit_test_teardown(test_run2_unmerges_all, teardown_check),
 		cmocka_unit_test_teardown(test_zero_pages_release_rss, teardown_check),
