@@ -1089,36 +1089,49 @@ static int job_remap_unmerged(struct sp_agent *a, void *arg)
 	return 0;
 }
 
-/* Whether any of [p, p + len) is registered.  Context: mem_lock held. */
-static int any_registered(struct sp_agent *a, void *p, size_t len)
+/* Whether a mapping of our stores (a merged run) lies in [p, p + len).
+ * Context: mem_lock held. */
+static int any_merged(struct sp_agent *a, void *p, size_t len)
 {
-	struct reg_parts parts = { .n = 0 };
+	uintptr_t x = (uintptr_t)p, end = x + len;
 
-	sp_ranges(a->e, a->s, (uintptr_t)p, len, collect_part, &parts);
-	return parts.n > 0;
+	while (x < end) {
+		uintptr_t vs, ve;
+		int prot, ours, r = lx_query_store(a->lx, x, &vs, &ve, &prot,
+						   &ours);
+
+		if (r < 0 || vs >= end)
+			return 0;
+		if (ours)
+			return 1;
+		x = ve;
+	}
+	return 0;
 }
 
 /*
  * A merged run is a mapping of its own (a store memfd's), so a range
  * merged in part is several mappings, which mremap refuses (EFAULT: it
  * moves one mapping); and growing a store mapping would show the store's
- * next pages, not zeros.  Growth of a registered range, and a move that
- * fails so, therefore unmerge the range first: as ordinary memory it is
- * one mapping again, and merges again in later passes.  (A range the
- * backend cannot rebuild, a limit of design.md, still gets EFAULT.)
+ * next pages, not zeros.  Growth of a range holding merged runs, and a
+ * move of one that fails so, therefore unmerge the range first: as
+ * ordinary memory it is one mapping again, and it merges again in later
+ * passes.  Other remaps (a realloc's, say) pay only a VMA query or two.
+ * (A range the backend cannot rebuild, a limit of design.md, still gets
+ * EFAULT.)
  */
 void *sp_agent_remap(struct sp_agent *a, void *old, size_t oldlen,
 		     size_t newlen, int flags, void *new_addr)
 {
 	struct remap r = { old, new_addr, MAP_FAILED, oldlen, newlen, flags,
 			   0 };
-	int reg, err;
+	int merged, err;
 
 	mem_enter(a);
-	reg = any_registered(a, old, oldlen);
-	if (!reg || newlen <= oldlen) {
+	merged = any_merged(a, old, oldlen);
+	if (!merged || newlen <= oldlen) {
 		remap_locked(a, &r);
-		if (r.ret != MAP_FAILED || r.err != EFAULT || !reg) {
+		if (r.ret != MAP_FAILED || r.err != EFAULT || !merged) {
 			mem_leave(a);
 			if (r.err)
 				errno = r.err;
