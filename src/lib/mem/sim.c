@@ -1076,38 +1076,29 @@ static void op_stable_release(void *be, sp_spage_t first, size_t n)
 	}
 }
 
+/* The ops both tables have. */
+#define SIM_OPS_COMMON                                                       \
+	.probe = op_probe,                                                   \
+	.state = op_state,                                                   \
+	.peek = op_peek,                                                     \
+	.hash = op_hash,                                                     \
+	.cmp = op_cmp,                                                       \
+	.protect = op_protect,                                               \
+	.unprotect = op_unprotect,                                           \
+	.replace = op_replace,                                               \
+	.zap = op_zap,                                                       \
+	.unmerge = op_unmerge,                                               \
+	.stable_alloc = op_stable_alloc,                                     \
+	.stable_write = op_stable_write,                                     \
+	.stable_peek = op_stable_peek,                                       \
+	.stable_release = op_stable_release
+
 const struct sp_backend_ops sp_sim_ops = {
-	.probe = op_probe,
-	.state = op_state,
-	.peek = op_peek,
-	.hash = op_hash,
-	.cmp = op_cmp,
-	.protect = op_protect,
-	.unprotect = op_unprotect,
-	.replace = op_replace,
-	.zap = op_zap,
-	.unmerge = op_unmerge,
-	.stable_alloc = op_stable_alloc,
-	.stable_write = op_stable_write,
-	.stable_peek = op_stable_peek,
-	.stable_release = op_stable_release,
+	SIM_OPS_COMMON,
 };
 
 /* The same with a store shared by every engine on the simulator. */
 const struct sp_backend_ops sp_sim_shared_ops = {
-	.probe = op_probe,
-	.state = op_state,
-	.peek = op_peek,
-	.hash = op_hash,
-	.cmp = op_cmp,
-	.protect = op_protect,
-	.unprotect = op_unprotect,
-	.replace = op_replace,
-	.zap = op_zap,
-	.unmerge = op_unmerge,
-	.stable_alloc = op_stable_alloc,
-	.stable_write = op_stable_write,
-	.stable_peek = op_stable_peek,
-	.stable_release = op_stable_release,
+	SIM_OPS_COMMON,
 	.lookup = sim_op_lookup,
 };
