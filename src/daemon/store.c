@@ -78,7 +78,9 @@ struct seg {
 struct store {
 	struct seg seg[ST_MAX_SEGS];
 	uint32_t nseg;
-	uint32_t *freel;	/* free gids (stack) */
+	uint32_t *freel;	/* free gids, in descending order after each
+				 * reclaim: popped from the end, lowest
+				 * first (see store_reclaim) */
 	uint32_t nfree, freecap;
 	uint32_t *pend;		/* PENDING gids */
 	uint32_t npend, pendcap;
@@ -232,7 +234,8 @@ fail:
 	return err;
 }
 
-/* A slot for a new page: a freed one, else the next of the last segment. */
+/* A slot for a new page: the lowest freed one, else the next of the last
+ * segment. */
 static int slot_get(struct store *st, uint32_t *gid)
 {
 	struct seg *g;
@@ -429,6 +432,11 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static int cmp_u32_desc(const void *a, const void *b)
+{
+	return cmp_u32(b, a);
+}
+
 /* Mark in keep[] the pending pages [first, first+n) of a mapping of
  * segment @k at @start in process @pid (pagemap @pm, -1: unreadable). */
 static void mark(struct store *st, uint8_t *keep, uint32_t k, uint32_t first,
@@ -617,6 +625,12 @@ uint64_t store_reclaim(struct store *st, const uid_t *uids, unsigned nuids)
 	}
 	st->npend = k;
 	free(keep);
+	/* Free slots are handed out lowest first, so that pages interned
+	 * together get ascending slots, as new ones do: a client maps a
+	 * run of them with one mapping, which coalesces with its
+	 * neighbours into one VMA; descending slots would cost a VMA each. */
+	if (freed)
+		qsort(st->freel, st->nfree, sizeof(uint32_t), cmp_u32_desc);
 	return freed;
 }
 

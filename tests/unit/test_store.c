@@ -5,7 +5,7 @@
  * shows clients nominations and stored hashes (and grows), the segments
  * reach clients sealed against every way of writing, and reclaim frees
  * an unreferenced page only once no process maps it, then reuses its
- * slot.
+ * slot, lowest slots first.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -485,6 +485,36 @@ static void test_pending_twice(void **state)
 	assert_int_equal(store_lookup(st, sp_hash_page(c)), gc);
 }
 
+/* Slots freed by reclaim are reused lowest first: pages interned
+ * together after a reclaim get ascending slots (one mapping, one VMA, in
+ * a client that maps them in order). */
+static void test_reuse_ascending(void **state)
+{
+	struct store *st = *state;
+	uid_t nobody = 65534;
+	uint8_t p[PS];
+	uint32_t g[8], h;
+
+	for (uint32_t i = 0; i < 8; i++) {
+		fill(p, 100 + i);
+		assert_int_equal(store_intern(st, p, &g[i]), 0);
+		assert_int_equal(g[i], g[0] + i);
+	}
+	/* Free 1, 2, 3 and 6, dropped in an order of their own. */
+	for (uint32_t k = 0; k < 4; k++) {
+		uint32_t i = (uint32_t[]){ 6, 2, 3, 1 }[k];
+
+		store_ref(st, g[i]);
+		store_unref(st, g[i]);
+	}
+	assert_int_equal(store_reclaim(st, &nobody, 1), 4);
+	for (uint32_t i = 0; i < 4; i++) {
+		fill(p, 200 + i);
+		assert_int_equal(store_intern(st, p, &h), 0);
+		assert_int_equal(h, g[0] + (i < 3 ? 1 + i : 6));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -497,6 +527,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_slot_growth, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_nominate_grow, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_reuse_ascending, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_nominate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir, setup, teardown),
