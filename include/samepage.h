@@ -417,6 +417,17 @@ struct sp_backend_ops {
 	 * named). */
 	int (*lookup)(void *be, void *space, size_t n, const uintptr_t *addr,
 		      const uint64_t *hash, sp_spage_t *out);
+	/* Optional (may be NULL).  Pages of one window seen for the first
+	 * time (no record yet): @hash[i] is the XXH3-64 of the page at
+	 * @addr[i] as it was read.  Nothing merges before a page's second
+	 * look, but a backend with a store shared with other processes may
+	 * already say that the content exists here, so that two processes
+	 * holding it pair up before their second look rather than at it.
+	 * The engine expects nothing back and keeps no state for it; the
+	 * page may change at any time.  May block (a send to a daemon).
+	 * Return: 0 or -errno (ignored). */
+	int (*hint)(void *be, void *space, size_t n, const uintptr_t *addr,
+		    const uint64_t *hash);
 };
 
 /* ===================================================================== */

@@ -84,12 +84,14 @@ static void table_free(struct dir *d)
 	d->fd = -1;
 }
 
-int dir_init(struct dir *d, uint32_t n)
+int dir_init(struct dir *d, uint32_t n, uint32_t max)
 {
 	memset(d, 0, sizeof(*d));
 	d->fd = -1;
-	if (n < 2 * SPP_DIR_WAYS || (n & (n - 1)) || n > SPP_DIR_MAX)
+	if (n < 2 * SPP_DIR_WAYS || (n & (n - 1)) || max < n ||
+	    max > SPP_DIR_MAX)
 		return -EINVAL;
+	d->max = max;
 	return table_new(d, n);
 }
 
@@ -148,9 +150,10 @@ static void grow(struct dir *d)
 {
 	struct dir old = *d, nd;
 
-	if (d->n >= SPP_DIR_MAX || table_new(&nd, d->n * 2))
+	if (d->n * 2 > d->max || table_new(&nd, d->n * 2))
 		return;
 	nd.clock = old.clock;
+	nd.max = old.max;
 	for (uint32_t i = 0; i < old.n; i++)
 		if (old.e[i])
 			nd.used += (uint32_t)place(&nd, old.e[i]);

@@ -23,11 +23,13 @@ struct dir {
 	uint32_t n;			/* entries, a power of two */
 	uint32_t used;			/* entries not empty */
 	uint64_t clock;			/* picks the way a full set evicts */
+	uint32_t max;			/* entries it may grow to */
 };
 
 /* dir_init - an empty directory of @n entries (a power of two, at least
- * 2 * SPP_DIR_WAYS).  Return: 0 or -errno (memfd, mmap, seals). */
-int dir_init(struct dir *d, uint32_t n);
+ * 2 * SPP_DIR_WAYS) that grows up to @max (>= @n, at most SPP_DIR_MAX).
+ * Return: 0 or -errno (memfd, mmap, seals). */
+int dir_init(struct dir *d, uint32_t n, uint32_t max);
 void dir_free(struct dir *d);
 
 /* dir_fd - a new read-only fd of the current table (caller closes it),
@@ -42,6 +44,7 @@ uint64_t dir_find(const struct dir *d, uint64_t hash, uint64_t mine);
  * dir_put - record @hash with @tag unless that entry exists: in the
  * emptier of its two sets, else over a way the clock picks.  Grows the
  * table (a new memfd; the old one is marked retired) past 13/16 full,
+ * up to its max,
  * keeping every entry; if growing fails the table keeps working, with
  * more evictions.
  */

@@ -198,6 +198,15 @@ static struct spp_ref ref_of(uint32_t g)
 	return (struct spp_ref){ g >> ST_SEG_SHIFT, g & (ST_SEG_PAGES - 1) };
 }
 
+/* Milliseconds on the monotonic clock. */
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 static int do_lookup(struct client *c, const uint64_t *h, uint32_t n)
 {
 	struct spp_ref *r = (struct spp_ref *)d.out;
@@ -429,6 +438,14 @@ static int handle(struct client *c, size_t len)
 			store_propose(c->dom->st, hs[i], c->id);
 		return 0;
 	}
+	case SPP_HINT: {
+		const uint64_t *hs = (const uint64_t *)(const void *)body;
+		uint64_t ms = now_ms();
+
+		for (uint32_t i = 0; i < h.count; i++)
+			store_hint(c->dom->st, hs[i], c->id, ms);
+		return 0;
+	}
 	case SPP_LOOKUP:
 		return do_lookup(c, (const uint64_t *)(const void *)body,
 				 h.count);
@@ -604,7 +621,7 @@ int main(int argc, char **argv)
 	const char *sock = NULL, *lp = getenv("LISTEN_PID");
 	struct pollfd *pfd;
 	uint64_t last_reclaim = now_s(), idle_since = now_s();
-	int o, err;
+	int o, err, hints = 0;	/* some store keeps a hint table */
 
 	d.lfd = -1;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -678,7 +695,8 @@ int main(int argc, char **argv)
 		pfd[n++] = (struct pollfd){ d.lfd, POLLIN, 0 };
 		for (unsigned i = 0; i < d.ncl; i++)
 			pfd[n++] = (struct pollfd){ d.cl[i]->fd, POLLIN, 0 };
-		if (poll(pfd, n, 1000) < 0 && errno != EINTR)
+		if (poll(pfd, n, hints ? ST_HINT_IDLE_MS / 2 : 1000) < 0 &&
+		    errno != EINTR)
 			break;
 		/* Clients first, from the last: dropping one moves the last
 		 * into its place, which was already served. */
@@ -688,6 +706,11 @@ int main(int argc, char **argv)
 		if (pfd[0].revents & POLLIN)
 			for (int k = 0; k < 16; k++)
 				client_accept();
+		hints = 0;
+		for (unsigned k = 0; k < d.ndom; k++)
+			if (d.dom[k].st)
+				hints |= store_hints_expire(d.dom[k].st,
+							    now_ms());
 		t = now_s();
 		if (t != last_reclaim) {
 			last_reclaim = t;

@@ -89,6 +89,9 @@ struct store {
 	uint64_t nlive;
 	struct dir dir;		/* nominations; an entry SPP_DIR_STORED for
 				 * (most) live pages' hashes */
+	struct dir hints;	/* first-look hashes not paired yet (fd -1:
+				 * none); private, freed when idle */
+	uint64_t hint_ms;	/* last hint (store_hint's clock) */
 	uint64_t born;		/* first segment's creation, clock ticks
 				 * since boot (/proc/PID/stat starttime) */
 	/* Pages written through our mapping and not yet dropped from it:
@@ -136,7 +139,8 @@ int store_new(struct store **out)
 	st->nbucket = 1024;
 	st->bucket = malloc(st->nbucket * sizeof(uint32_t));
 	st->dir.fd = -1;
-	if (!st->bucket || dir_init(&st->dir, 1u << 16)) {
+	st->hints.fd = -1;
+	if (!st->bucket || dir_init(&st->dir, 1u << 16, SPP_DIR_MAX)) {
 		store_free(st);
 		return -ENOMEM;
 	}
@@ -158,6 +162,7 @@ void store_free(struct store *st)
 	free(st->pend);
 	free(st->bucket);
 	dir_free(&st->dir);
+	dir_free(&st->hints);
 	free(st);
 }
 
@@ -410,17 +415,99 @@ int store_nominate(struct store *st, uint64_t hash, uint32_t client)
 	return 0;
 }
 
+/* Two processes have @hash: one PAIRED entry says so to both (and to any
+ * third), and the first to look again uploads it. */
+static void pair(struct store *st, uint64_t hash)
+{
+	dir_drop(&st->dir, hash, 0);
+	dir_put(&st->dir, hash, SPP_DIR_PAIRED);
+	if (st->hints.fd >= 0)
+		dir_drop(&st->hints, hash, 0);
+	st->s.paired++;
+}
+
+/* What the directory says of @hash for @me once a stale STORED entry is
+ * dropped (the caller found no live page).  Return: its tag, or 0. */
+static uint64_t dir_tag(struct store *st, uint64_t hash, uint64_t me)
+{
+	uint64_t t = dir_find(&st->dir, hash, me);
+
+	if (t == SPP_DIR_STORED) {
+		dir_drop(&st->dir, hash, SPP_DIR_STORED);
+		t = dir_find(&st->dir, hash, me);
+	}
+	return t;
+}
+
+/* Another process's hint for @hash (not @me's), or 0. */
+static uint64_t hinted(const struct store *st, uint64_t hash, uint64_t me)
+{
+	uint64_t t;
+
+	if (st->hints.fd < 0)
+		return 0;
+	t = dir_find(&st->hints, hash, me);
+	return t == me ? 0 : t;
+}
+
 void store_propose(struct store *st, uint64_t hash, uint32_t client)
 {
-	if (store_lookup(st, hash) != ST_NONE)
+	uint64_t me = spp_dir_tag(client), t;
+
+	if (store_lookup(st, hash) != ST_NONE) {
 		dir_put(&st->dir, hash, SPP_DIR_STORED);
-	else
-		dir_put(&st->dir, hash, spp_dir_tag(client));
+		return;
+	}
+	t = dir_tag(st, hash, me);
+	if ((t && t != me && t != SPP_DIR_PAIRED) ||
+	    (!t && hinted(st, hash, me)))
+		pair(st, hash);
+	else if (!t)
+		dir_put(&st->dir, hash, me);
+}
+
+void store_hint(struct store *st, uint64_t hash, uint32_t client,
+		uint64_t now_ms)
+{
+	uint64_t me = spp_dir_tag(client), t;
+
+	if (store_lookup(st, hash) != ST_NONE) {
+		dir_put(&st->dir, hash, SPP_DIR_STORED);
+		return;
+	}
+	t = dir_tag(st, hash, me);
+	if (t && t != me && t != SPP_DIR_PAIRED) {
+		pair(st, hash);
+		return;
+	}
+	if (t)
+		return;		/* PAIRED, or nominated by @me already */
+	if (hinted(st, hash, me)) {
+		pair(st, hash);
+		return;
+	}
+	if (st->hints.fd < 0 &&
+	    dir_init(&st->hints, ST_HINT_ENTRIES, ST_HINT_ENTRIES))
+		return;
+	st->hint_ms = now_ms;
+	dir_put(&st->hints, hash, me);
+}
+
+int store_hints_expire(struct store *st, uint64_t now_ms)
+{
+	if (st->hints.fd < 0)
+		return 0;
+	if (now_ms - st->hint_ms < ST_HINT_IDLE_MS)
+		return 1;
+	dir_free(&st->hints);
+	return 0;
 }
 
 void store_forget_client(struct store *st, uint32_t client)
 {
 	dir_drop_tag(&st->dir, spp_dir_tag(client));
+	if (st->hints.fd >= 0)
+		dir_drop_tag(&st->hints, spp_dir_tag(client));
 }
 
 /* ---- reclaim ------------------------------------------------------------ */
@@ -637,7 +724,8 @@ uint64_t store_reclaim(struct store *st, const uid_t *uids, unsigned nuids)
 void store_stats_get(const struct store *st, struct store_stats *out)
 {
 	uint64_t meta = sizeof(*st) + (uint64_t)st->nbucket * 4 +
-			dir_bytes(&st->dir) + (uint64_t)st->freecap * 4 +
+			dir_bytes(&st->dir) + dir_bytes(&st->hints) +
+			(uint64_t)st->freecap * 4 +
 			(uint64_t)st->pendcap * 4;
 
 	*out = st->s;

@@ -16,6 +16,10 @@
 #define ST_SEG_PAGES (1u << ST_SEG_SHIFT)	/* 64 GiB of slots, sparse */
 #define ST_MAX_SEGS 200
 #define ST_NONE UINT32_MAX
+/* The hint table (store_hint): fixed size, 1 MiB, freed when no hint
+ * came for ST_HINT_IDLE_MS. */
+#define ST_HINT_ENTRIES (1u << 17)
+#define ST_HINT_IDLE_MS 200
 
 /* A page id: segment << ST_SEG_SHIFT | slot. */
 static inline uint32_t st_gid(uint32_t seg, uint32_t slot)
@@ -31,6 +35,8 @@ struct store_stats {
 	uint64_t pending;	/* unreferenced, waiting for reclaim */
 	uint64_t reclaimed;	/* slots freed so far */
 	uint64_t interned, deduped;	/* INTERN pages: new / already there */
+	uint64_t paired;	/* hashes found in two processes before
+				 * either uploaded (PAIRED entries made) */
 	uint64_t meta_bytes;	/* the daemon's own bookkeeping */
 };
 
@@ -82,10 +88,31 @@ int store_nominate(struct store *st, uint64_t hash, uint32_t client);
 /*
  * store_propose - process @client found no partner for @hash in itself
  * and saw nothing in the directory (NOMINATE, one way): record its
- * nomination, or the STORED entry if the store has the page after all
- * (the client will LOOKUP it next time).  Never fails (lossy).
+ * nomination; or, if another process nominated or hinted @hash, one
+ * PAIRED entry instead (both, and any other process with the hash,
+ * upload it or take it at their next look); or the STORED entry if the
+ * store has the page after all (the client will LOOKUP it next time).
+ * Never fails (lossy).
  */
 void store_propose(struct store *st, uint64_t hash, uint32_t client);
+
+/*
+ * store_hint - process @client saw a page hashing to @hash for the first
+ * time (HINT, one way; nothing merges at a first look), at @now_ms (any
+ * monotonic clock in ms).  If another process nominated or hinted the
+ * same hash, the directory gets a PAIRED entry for it, so that both
+ * merge it at their second look rather than one at its third.  Else the
+ * hint waits in a private table of ST_HINT_ENTRIES (lossy: a full set
+ * evicts), not in the directory: the directory keeps what it is given,
+ * and most first looks at volatile memory never come back.  Never fails.
+ */
+void store_hint(struct store *st, uint64_t hash, uint32_t client,
+		uint64_t now_ms);
+
+/* store_hints_expire - free the hint table if no hint came for
+ * ST_HINT_IDLE_MS before @now_ms.  Return: 1 if a table is left (call
+ * again within ST_HINT_IDLE_MS), else 0. */
+int store_hints_expire(struct store *st, uint64_t now_ms);
 
 /*
  * store_forget_client - @client is gone: drop its nominations, so that

@@ -80,6 +80,10 @@ struct sp_window {
 	uint64_t ghash[SP_WINDOW];
 	uintptr_t gaddr[SP_WINDOW];
 	sp_spage_t gout[SP_WINDOW];
+	/* Pages seen for the first time, for ops->hint: hash, address. */
+	unsigned nhint;
+	uint64_t hhash[SP_WINDOW];
+	uintptr_t haddr[SP_WINDOW];
 };
 
 /* Global counters kept by the scan (the stable ones live in e->stable). */

@@ -109,6 +109,7 @@ static int shape(uint32_t type, size_t *item, uint32_t *min, uint32_t *max)
 	case SPP_SEG: *item = sizeof(struct spp_seg); break;
 	case SPP_LOOKUP:
 	case SPP_NOMINATE:
+	case SPP_HINT:
 		*item = sizeof(uint64_t);
 		*max = SPP_MAX_ITEMS;
 		break;

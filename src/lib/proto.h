@@ -17,7 +17,12 @@
  *   GETDIR  c->d  body u32 (0)             d: DIR body spp_dir + a read-only
  *                                             fd of the directory (below)
  *   NOMINATE c->d count x u64 hash         no answer: "no partner for
- *                                             these in me" (lossy, one way)
+ *                                             these in me" (lossy, one way);
+ *                                             a hash another process
+ *                                             nominated becomes PAIRED
+ *   HINT    c->d  count x u64 hash         no answer: "first look at
+ *                                             these in me" (lossy, one way;
+ *                                             store_hint)
  *   LOOKUP  c->d  count x u64 hash         d: LOOKUP_R count x spp_ref:
  *                                             a stable page with that hash
  *                                             (a reference now held by the
@@ -43,7 +48,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define SPP_VERSION 2
+#define SPP_VERSION 3
 #define SPP_MAX_MSG (64u * 1024)	/* largest message, header included */
 #define SPP_PAGE 4096u
 #define SPP_MAX_INTERN 15u		/* pages per INTERN (fits SPP_MAX_MSG) */
@@ -62,6 +67,7 @@ enum spp_type {
 	SPP_ERR,
 	SPP_GETDIR, SPP_DIR,
 	SPP_NOMINATE,
+	SPP_HINT,
 	SPP_TYPE_END
 };
 
@@ -100,18 +106,21 @@ struct spp_seg {
  * The directory: the daemon's table of recent nominations and of the
  * hashes its store holds, in a sealed memfd that clients map read-only,
  * so that a client learns without a message whether a hash is worth a
- * LOOKUP (stored), an upload (another process nominated it), nothing
- * (it nominated the hash itself) or a one-way NOMINATE (unknown).
+ * LOOKUP (stored), an upload (another process nominated it, or PAIRED:
+ * two processes hinted or nominated it), nothing (it nominated the hash
+ * itself) or a one-way NOMINATE (unknown).  At a page's first look the
+ * client sends a HINT instead, for an unknown hash or one that another
+ * process nominated.
  *
  * Layout: struct spp_dir_hdr, then @entries (a power of two) u64 entries:
  * 0 (empty) or hash & SPP_DIR_HASH | tag, where tag is a client's
- * spp_dir_tag or SPP_DIR_STORED.  A hash lives in one of two sets of
- * SPP_DIR_WAYS entries (spp_dir_set).  Lossy: entries are evicted when
- * both sets are full, and a reader sees the daemon's writes as they
- * happen (each entry is one aligned 64-bit store, never torn).  When the
- * table grows the daemon makes a new memfd and sets @retired in the old
- * one: a client then asks for the new one (GETDIR).  Nothing read here
- * is trusted: it only chooses which message to send.
+ * spp_dir_tag, SPP_DIR_PAIRED or SPP_DIR_STORED.  A hash lives in one of
+ * two sets of SPP_DIR_WAYS entries (spp_dir_set).  Lossy: entries are
+ * evicted when both sets are full, and a reader sees the daemon's writes
+ * as they happen (each entry is one aligned 64-bit store, never torn).
+ * When the table grows the daemon makes a new memfd and sets @retired in
+ * the old one: a client then asks for the new one (GETDIR).  Nothing
+ * read here is trusted: it only chooses which message to send.
  */
 struct spp_dir {
 	uint32_t entries;	/* in the fd's table */
@@ -129,6 +138,8 @@ struct spp_dir_hdr {
 #define SPP_DIR_WAYS 8u	/* a set is one cache line */
 #define SPP_DIR_HASH (~(uint64_t)0xff)	/* the hash bits an entry keeps */
 #define SPP_DIR_STORED 0xffu		/* tag: the store holds the hash */
+#define SPP_DIR_PAIRED 0xfeu		/* tag: two processes or more
+					 * nominated the hash */
 #define SPP_DIR_MAX (1u << 24)		/* entries, at most */
 
 /* Bytes of a directory of @n entries, header included. */
@@ -137,10 +148,10 @@ static inline size_t spp_dir_bytes(uint32_t n)
 	return sizeof(struct spp_dir_hdr) + (size_t)n * sizeof(uint64_t);
 }
 
-/* The tag of client @id (1..254; distinct ids may share one). */
+/* The tag of client @id (1..253; distinct ids may share one). */
 static inline uint64_t spp_dir_tag(uint32_t id)
 {
-	return id % 254 + 1;
+	return id % 253 + 1;
 }
 
 /* First entry of set @k (0 or 1) of @hash in a table of @n entries.  Both

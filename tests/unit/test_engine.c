@@ -8,6 +8,7 @@
 #include <errno.h>
 
 #include "harness.h"
+#include "util/hash.h"
 
 /* Distinct frames mapped by pages [0, n) of space @i. */
 static unsigned distinct_frames(struct h *h, unsigned i, unsigned n)
@@ -770,6 +771,61 @@ static void test_lazy_keys(void **state)
 	lazy_keys(h_ops_nohash());
 }
 
+/* ---- first looks are hinted to the backend, once ------------------------ */
+
+static struct {
+	unsigned calls, pages;
+	uintptr_t addr[64];
+	uint64_t hash[64];
+} hints;
+
+static int record_hint(void *be, void *space, size_t n, const uintptr_t *addr,
+		       const uint64_t *hash)
+{
+	(void)be;
+	(void)space;
+	hints.calls++;
+	for (size_t i = 0; i < n; i++) {
+		assert_true(hints.pages < 64);
+		hints.addr[hints.pages] = addr[i];
+		hints.hash[hints.pages++] = hash[i];
+	}
+	return 0;
+}
+
+/* Every page is hinted at its first look, with the hash of its bytes,
+ * and never again while it keeps its record: not at its second look
+ * (nor when it merges then), not when written later. */
+static void test_first_look_hints(void **state)
+{
+	static struct sp_backend_ops ops;
+	uint64_t vals[6] = { 4, 4, 7, 8, 8, 9 };
+	uint8_t page[PS];
+	struct h h;
+
+	(void)state;
+	ops = sp_sim_ops;
+	ops.hint = record_hint;
+	memset(&hints, 0, sizeof(hints));
+	h_init_ops(&h, 1, &ops);
+	h_map(&h, 0, 6, vals);
+	h_passes(&h, 1);
+	assert_int_equal(hints.calls, 1);	/* one window */
+	assert_int_equal(hints.pages, 6);
+	for (unsigned k = 0; k < 6; k++) {
+		assert_int_equal(hints.addr[k], BASE + k * PS);
+		h_fill(page, vals[k]);
+		assert_int_equal(hints.hash[k], sp_hash_page(page));
+	}
+	h_passes(&h, 1);
+	assert_int_equal(h_stats(&h).pages_sharing, 2);	/* merged now */
+	h_write(&h, 0, 5, 10);
+	h_passes(&h, 2);
+	assert_int_equal(hints.pages, 6);
+	h_check(&h);
+	h_fini(&h);
+}
+
 /* ---- pinned pages are never replaced ------------------------------------- */
 
 static void test_pinned_pages(void **state)
@@ -968,6 +1024,7 @@ int main(void)
 		cmocka_unit_test(test_backend_failures),
 		cmocka_unit_test(test_write_racing_merge),
 		cmocka_unit_test(test_lazy_keys),
+		cmocka_unit_test(test_first_look_hints),
 		cmocka_unit_test(test_pinned_pages),
 		cmocka_unit_test(test_discard_and_ranges),
 		cmocka_unit_test(test_shared_store_across_engines),

@@ -51,6 +51,12 @@ static void test_shapes(void **state)
 	assert_int_equal(spp_check(buf, msg(SPP_NOMINATE, SPP_MAX_ITEMS + 1,
 					    (SPP_MAX_ITEMS + 1) * 8)),
 			 -EBADMSG);
+	assert_int_equal(spp_check(buf, msg(SPP_HINT, SPP_MAX_ITEMS,
+					    SPP_MAX_ITEMS * 8)), 0);
+	assert_int_equal(spp_check(buf, msg(SPP_HINT, 2, 8)), -EBADMSG);
+	assert_int_equal(spp_check(buf, msg(SPP_HINT, SPP_MAX_ITEMS + 1,
+					    (SPP_MAX_ITEMS + 1) * 8)),
+			 -EBADMSG);
 	assert_int_equal(spp_check(buf, msg(SPP_GETDIR, 1, 4)), 0);
 	assert_int_equal(spp_check(buf, msg(SPP_GETDIR, 0, 0)), -EBADMSG);
 	assert_int_equal(spp_check(buf, msg(SPP_DIR, 1,

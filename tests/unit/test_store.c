@@ -282,16 +282,20 @@ static void test_dir(void **state)
 	hp = sp_hash_page(p);
 	m = dir_map(st, &n, &len);
 	assert_true(t1 != t2 && t1 != SPP_DIR_STORED && t1 != 0);
-	/* One-way nominations by two clients: both show, once each. */
+	/* One-way nominations: one client's shows once; a second
+	 * client's turns it into one PAIRED entry. */
 	store_propose(st, hp, 1);
 	store_propose(st, hp, 1);
-	store_propose(st, hp, 2);
 	assert_int_equal(dir_count(m, n, hp, t1), 1);
-	assert_int_equal(dir_count(m, n, hp, t2), 1);
-	/* Interned: the nominations give way to one STORED entry. */
-	assert_int_equal(store_intern(st, p, &g), 0);
+	store_propose(st, hp, 2);
 	assert_int_equal(dir_count(m, n, hp, t1), 0);
 	assert_int_equal(dir_count(m, n, hp, t2), 0);
+	assert_int_equal(dir_count(m, n, hp, SPP_DIR_PAIRED), 1);
+	store_propose(st, hp, 3);
+	assert_int_equal(dir_count(m, n, hp, SPP_DIR_PAIRED), 1);
+	/* Interned: the PAIRED entry gives way to one STORED entry. */
+	assert_int_equal(store_intern(st, p, &g), 0);
+	assert_int_equal(dir_count(m, n, hp, SPP_DIR_PAIRED), 0);
 	assert_int_equal(dir_count(m, n, hp, SPP_DIR_STORED), 1);
 	/* A client that missed it nominates: STORED is shown, not it. */
 	store_propose(st, hp, 1);
@@ -319,6 +323,75 @@ static void test_dir(void **state)
 	assert_int_equal(dir_count(m2, n2, hp, t1), 1);
 	munmap((void *)(uintptr_t)m, len);
 	munmap((void *)(uintptr_t)m2, len2);
+}
+
+/* First looks (HINT): a hint alone leaves the directory as it was and
+ * waits in the private table; a second client's hint, or nomination, of
+ * the same hash makes one PAIRED entry; a stored hash gets its STORED
+ * entry; an idle table is freed, and what it held is forgotten. */
+static void test_hint(void **state)
+{
+	struct store *st = *state;
+	uint64_t t1 = spp_dir_tag(1), h = 0x1234567890abcdefull;
+	struct store_stats ss;
+	const uint64_t *m;
+	uint8_t p[PS];
+	uint32_t n, g;
+	size_t len;
+
+#define H(k) (h ^ (uint64_t)(k) << 40)	/* distinct in the directory */
+	m = dir_map(st, &n, &len);
+	assert_true(t1 != SPP_DIR_PAIRED && spp_dir_tag(253) != SPP_DIR_PAIRED);
+	store_hint(st, h, 1, 1000);
+	store_hint(st, h, 1, 1000);
+	assert_int_equal(dir_count(m, n, h, t1), 0);
+	assert_int_equal(dir_count(m, n, h, SPP_DIR_PAIRED), 0);
+	store_stats_get(st, &ss);
+	assert_int_equal(ss.paired, 0);
+	assert_true(ss.meta_bytes >= (uint64_t)ST_HINT_ENTRIES * 8);
+	store_hint(st, h, 2, 1001);
+	assert_int_equal(dir_count(m, n, h, SPP_DIR_PAIRED), 1);
+	store_stats_get(st, &ss);
+	assert_int_equal(ss.paired, 1);
+	/* Taken out of the table: a third client's hint changes nothing. */
+	store_hint(st, h, 3, 1002);
+	assert_int_equal(dir_count(m, n, h, SPP_DIR_PAIRED), 1);
+	store_stats_get(st, &ss);
+	assert_int_equal(ss.paired, 1);
+
+	/* A hint, then another client's nomination (its second look). */
+	store_hint(st, H(1), 1, 1003);
+	store_propose(st, H(1), 2);
+	assert_int_equal(dir_count(m, n, H(1), SPP_DIR_PAIRED), 1);
+	/* A nomination, then another client's hint. */
+	store_propose(st, H(2), 1);
+	assert_int_equal(dir_count(m, n, H(2), t1), 1);
+	store_hint(st, H(2), 2, 1004);
+	assert_int_equal(dir_count(m, n, H(2), t1), 0);
+	assert_int_equal(dir_count(m, n, H(2), SPP_DIR_PAIRED), 1);
+	/* Our own nomination, then our hint: nothing more. */
+	store_propose(st, H(3), 1);
+	store_hint(st, H(3), 1, 1005);
+	assert_int_equal(dir_count(m, n, H(3), t1), 1);
+	assert_int_equal(dir_count(m, n, H(3), SPP_DIR_PAIRED), 0);
+
+	/* A stored content: its hint shows STORED (to LOOKUP next time). */
+	fill(p, 91);
+	assert_int_equal(store_intern(st, p, &g), 0);
+	store_ref(st, g);
+	store_hint(st, sp_hash_page(p), 1, 1006);
+	assert_int_equal(dir_count(m, n, sp_hash_page(p), SPP_DIR_STORED), 1);
+
+	/* Idle for ST_HINT_IDLE_MS: the table goes, with its hints. */
+	store_hint(st, H(4), 1, 2000);
+	assert_int_equal(store_hints_expire(st, 2000 + ST_HINT_IDLE_MS - 1), 1);
+	assert_int_equal(store_hints_expire(st, 2000 + ST_HINT_IDLE_MS), 0);
+	store_stats_get(st, &ss);
+	assert_true(ss.meta_bytes < (uint64_t)ST_HINT_ENTRIES * 8);
+	store_hint(st, H(4), 2, 3000);
+	assert_int_equal(dir_count(m, n, H(4), SPP_DIR_PAIRED), 0);
+	munmap((void *)(uintptr_t)m, len);
+#undef H
 }
 
 /* The table grows (it starts at 2^16 entries) without forgetting: the
@@ -532,6 +605,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_nominate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hint, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reclaim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pending_twice, setup,
 						teardown),

@@ -255,6 +255,11 @@ void lx_client_free(struct sp_linux *lx);
 /* ops->lookup: names stable pages of the shared store (see samepage.h). */
 int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
 	      const uint64_t *hash, sp_spage_t *out);
+/* ops->hint: first sightings nominated, so that two processes with a
+ * content pair up before their second look (see samepage.h).  Blocks
+ * at most on one send to the daemon. */
+int lx_hint(void *be, void *space, size_t n, const uintptr_t *addr,
+	    const uint64_t *hash);
 /* lx_client_release - the engine stopped using a page of a global seg. */
 void lx_client_release(struct sp_linux *lx, struct lx_seg *seg, uint32_t page);
 /*

@@ -295,10 +295,11 @@ static int dir_get(struct sp_linux *lx)
 }
 
 /* What to do with a hash, from the directory. */
-enum { DIR_NOMINATE, DIR_SKIP, DIR_UPLOAD, DIR_ASK };
+enum { DIR_NOMINATE, DIR_SKIP, DIR_UPLOAD, DIR_ASK, DIR_PAIRED };
 
 /* What the directory says of @hash: stored, ask for it; nominated by
- * another process, upload it; by us only, nothing; unknown, nominate. */
+ * another process, upload it; by two or more (PAIRED), likewise; by us
+ * only, nothing; unknown, nominate. */
 static int dir_class(const struct lx_client *c, uint64_t hash)
 {
 	uint64_t t = spp_dir_find((const uint64_t *)(const void *)(c->dir + 1),
@@ -308,6 +309,8 @@ static int dir_class(const struct lx_client *c, uint64_t hash)
 		return DIR_NOMINATE;
 	if (t == SPP_DIR_STORED)
 		return DIR_ASK;
+	if (t == SPP_DIR_PAIRED)
+		return DIR_PAIRED;
 	return t == c->tag ? DIR_SKIP : DIR_UPLOAD;
 }
 
@@ -464,6 +467,8 @@ int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		cls[i] = c->dir ? (uint8_t)dir_class(c, hash[i]) : DIR_ASK;
+		if (cls[i] == DIR_PAIRED)
+			cls[i] = DIR_UPLOAD;
 		if (cls[i] == DIR_ASK)
 			ask[nask++] = hash[i];
 		else if (cls[i] == DIR_NOMINATE)
@@ -496,6 +501,47 @@ int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
 	if (nup && c->sock >= 0)
 		upload(lx, space, addr, up, nup, out);
 	cl_flush(lx);
+	return 0;
+}
+
+/*
+ * Hashes of pages seen for the first time (ops->hint).  Nothing merges
+ * at a first look, but two processes that hold the same content can
+ * find each other one pass earlier: hashes unknown to the directory, or
+ * nominated by another process only, go to the daemon as a HINT (one
+ * way), and when two processes hinted (or one hinted, one nominated)
+ * the same hash the daemon marks it PAIRED.  At their next look both
+ * see PAIRED: the first to get there uploads and maps it, the other
+ * finds it stored, and both merge at their second look, as pages of one
+ * process do.  Without this, the second process uploads at its second
+ * look and the first can map the page only at its third.  Stored,
+ * PAIRED and our own hashes cost nothing now.
+ */
+int lx_hint(void *be, void *space, size_t n, const uintptr_t *addr,
+	    const uint64_t *hash)
+{
+	struct sp_linux *lx = be;
+	struct lx_client *c = &lx->cl;
+	uint64_t nom[LX_HOLD_MAX];
+	unsigned nnom = 0;
+
+	(void)space;
+	(void)addr;
+	if (n > LX_HOLD_MAX)
+		return -EINVAL;
+	if (cl_up(lx) || cl_flush(lx))
+		return 0;
+	if ((!c->dir || __atomic_load_n(&c->dir->retired, __ATOMIC_ACQUIRE)) &&
+	    dir_get(lx))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		int cls = dir_class(c, hash[i]);
+
+		if (cls == DIR_NOMINATE || cls == DIR_UPLOAD)
+			nom[nnom++] = hash[i];
+	}
+	if (nnom && spp_send(c->sock, SPP_HINT, nnom, nom, nnom * 8, -1, 0))
+		cl_down(lx);
 	return 0;
 }
 

@@ -448,6 +448,10 @@ static unsigned scan_page(struct sp_engine *e, struct sp_window *w,
 	csum = (uint32_t)hash & REC_CSUM_MASK;
 	if (first || csum != rec_csum(r)) {
 		rec_set_csum(r, csum);	/* volatile this pass */
+		if (first && e->ops->hint) {
+			w->hhash[w->nhint] = hash;
+			w->haddr[w->nhint++] = va;
+		}
 		return 1;
 	}
 	decide(e, w, i, r, page_id(w->chunk, slot), p, hash);
@@ -527,9 +531,12 @@ static unsigned scan_window(struct sp_engine *e, struct sp_space *s,
 		return 0;
 	}
 	w->nglob = 0;
+	w->nhint = 0;
 	w->chunk = sp_chunk_find(&s->chunks, addr);
 	for (unsigned i = 0; i < w->n; i++)
 		scanned += scan_page(e, w, i);
+	if (w->nhint)
+		e->ops->hint(e->be, s->be, w->nhint, w->haddr, w->hhash);
 	if (w->nglob)
 		shared_joins(e, w);
 	if (w->nact)
