@@ -690,7 +690,7 @@ int main(int argc, char **argv)
 
 	while (!d.quit) {
 		unsigned n = 0;
-		uint64_t t;
+		uint64_t t, ms;
 
 		pfd[n++] = (struct pollfd){ d.lfd, POLLIN, 0 };
 		for (unsigned i = 0; i < d.ncl; i++)
@@ -707,10 +707,10 @@ int main(int argc, char **argv)
 			for (int k = 0; k < 16; k++)
 				client_accept();
 		hints = 0;
+		ms = now_ms();
 		for (unsigned k = 0; k < d.ndom; k++)
 			if (d.dom[k].st)
-				hints |= store_hints_expire(d.dom[k].st,
-							    now_ms());
+				hints |= store_hints_expire(d.dom[k].st, ms);
 		t = now_s();
 		if (t != last_reclaim) {
 			last_reclaim = t;

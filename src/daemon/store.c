@@ -450,42 +450,45 @@ static uint64_t hinted(const struct store *st, uint64_t hash, uint64_t me)
 	return t == me ? 0 : t;
 }
 
-void store_propose(struct store *st, uint64_t hash, uint32_t client)
+/*
+ * What a nomination and a hint of @hash by @me have in common: a stored
+ * hash gets its STORED entry; one that another process nominated or
+ * hinted is paired.  Return: 1 if the directory now says all there is to
+ * say (stored, PAIRED, or @me's nomination already there), 0 if @hash is
+ * new to both tables.
+ */
+static int known(struct store *st, uint64_t hash, uint64_t me)
 {
-	uint64_t me = spp_dir_tag(client), t;
+	uint64_t t;
 
 	if (store_lookup(st, hash) != ST_NONE) {
 		dir_put(&st->dir, hash, SPP_DIR_STORED);
-		return;
+		return 1;
 	}
 	t = dir_tag(st, hash, me);
 	if ((t && t != me && t != SPP_DIR_PAIRED) ||
-	    (!t && hinted(st, hash, me)))
+	    (!t && hinted(st, hash, me))) {
 		pair(st, hash);
-	else if (!t)
+		return 1;
+	}
+	return t != 0;
+}
+
+void store_propose(struct store *st, uint64_t hash, uint32_t client)
+{
+	uint64_t me = spp_dir_tag(client);
+
+	if (!known(st, hash, me))
 		dir_put(&st->dir, hash, me);
 }
 
 void store_hint(struct store *st, uint64_t hash, uint32_t client,
 		uint64_t now_ms)
 {
-	uint64_t me = spp_dir_tag(client), t;
+	uint64_t me = spp_dir_tag(client);
 
-	if (store_lookup(st, hash) != ST_NONE) {
-		dir_put(&st->dir, hash, SPP_DIR_STORED);
+	if (known(st, hash, me))
 		return;
-	}
-	t = dir_tag(st, hash, me);
-	if (t && t != me && t != SPP_DIR_PAIRED) {
-		pair(st, hash);
-		return;
-	}
-	if (t)
-		return;		/* PAIRED, or nominated by @me already */
-	if (hinted(st, hash, me)) {
-		pair(st, hash);
-		return;
-	}
 	if (st->hints.fd < 0 &&
 	    dir_init(&st->hints, ST_HINT_ENTRIES, ST_HINT_ENTRIES))
 		return;

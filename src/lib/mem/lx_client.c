@@ -294,6 +294,18 @@ static int dir_get(struct sp_linux *lx)
 	return 0;
 }
 
+/* The directory mapped and current: asked for (GETDIR) if there is none
+ * yet or the daemon retired ours.  Return: 0, or -errno (c->dir may then
+ * be NULL). */
+static int dir_fresh(struct sp_linux *lx)
+{
+	const struct lx_client *c = &lx->cl;
+
+	if (c->dir && !__atomic_load_n(&c->dir->retired, __ATOMIC_ACQUIRE))
+		return 0;
+	return dir_get(lx);
+}
+
 /* What to do with a hash, from the directory. */
 enum { DIR_NOMINATE, DIR_SKIP, DIR_UPLOAD, DIR_ASK, DIR_PAIRED };
 
@@ -462,8 +474,7 @@ int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
 		return -EINVAL;
 	if (cl_up(lx) || cl_flush(lx))
 		return 0;
-	if ((!c->dir || __atomic_load_n(&c->dir->retired, __ATOMIC_ACQUIRE)) &&
-	    dir_get(lx) && c->sock < 0)
+	if (dir_fresh(lx) && c->sock < 0)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		cls[i] = c->dir ? (uint8_t)dir_class(c, hash[i]) : DIR_ASK;
@@ -531,8 +542,7 @@ int lx_hint(void *be, void *space, size_t n, const uintptr_t *addr,
 		return -EINVAL;
 	if (cl_up(lx) || cl_flush(lx))
 		return 0;
-	if ((!c->dir || __atomic_load_n(&c->dir->retired, __ATOMIC_ACQUIRE)) &&
-	    dir_get(lx))
+	if (dir_fresh(lx))
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		int cls = dir_class(c, hash[i]);
