@@ -224,20 +224,25 @@ static int do_lookup(struct client *c, const uint64_t *h, uint32_t n)
 	return reply(c, SPP_LOOKUP_R, n, r, n * sizeof(*r), -1);
 }
 
+/* Only as many pages as the client has room for in its quota are
+ * stored (each takes at most one reference more), so that no page is
+ * made that nobody holds. */
 static int do_intern(struct client *c, const uint8_t *pages, uint32_t n)
 {
+	_Static_assert(SPP_MAX_INTERN <= ST_INTERN_MAX, "an INTERN in one call");
 	struct spp_ref r[SPP_MAX_INTERN];
+	uint32_t g[SPP_MAX_INTERN], room, m;
+	int err;
 
-	for (uint32_t i = 0; i < n; i++) {
-		uint32_t g;
-
-		if (c->refs.n >= CLIENT_QUOTA ||
-		    store_intern(c->dom->st, pages + (size_t)i * SPP_PAGE, &g) ||
-		    take(c, g))
-			r[i] = (struct spp_ref){ SPP_SEG_NONE, 0 };
-		else
-			r[i] = ref_of(g);
-	}
+	room = c->refs.n < CLIENT_QUOTA ? CLIENT_QUOTA - (uint32_t)c->refs.n : 0;
+	m = n < room ? n : room;
+	if (m)
+		store_intern_many(c->dom->st, pages, m, g, &err);
+	for (uint32_t i = m; i < n; i++)
+		g[i] = ST_NONE;
+	for (uint32_t i = 0; i < n; i++)
+		r[i] = g[i] != ST_NONE && !take(c, g[i]) ?
+			       ref_of(g[i]) : (struct spp_ref){ SPP_SEG_NONE, 0 };
 	store_flush(c->dom->st);
 	return reply(c, SPP_INTERN_R, n, r, n * sizeof(*r), -1);
 }

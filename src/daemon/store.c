@@ -6,7 +6,8 @@
  * once and then seals with F_SEAL_FUTURE_WRITE | GROW | SHRINK | SEAL.
  * From then on nobody can write to it through any fd or create a
  * writable shared mapping, not even through a reopened /proc/PID/fd
- * path; only the daemon's own mapping, made before the seal, writes.
+ * path; only the daemon's own mapping, made before the seal, writes
+ * (new pages with fill_pages, fill.c, which puts a rule on reading it).
  * Clients get read-only fds and map slots MAP_PRIVATE: a write gets a
  * private copy from the kernel's copy-on-write.
  *
@@ -43,6 +44,7 @@
 #include <unistd.h>
 
 #include "dir.h"
+#include "fill.h"
 #include "store.h"
 #include "util/hash.h"
 #include "util/proctime.h"
@@ -67,7 +69,10 @@ _Static_assert(sizeof(struct slot) == 16, "a slot is 16 bytes");
 
 struct seg {
 	int fd;			/* O_RDWR memfd, sealed */
-	char *map;		/* the daemon's writable shared mapping */
+	char *map;		/* the daemon's writable shared mapping: read
+				 * only where written, written only by
+				 * fill_pages (fill.c) */
+	int uffd;		/* fill_pages' userfaultfd for it, or -1 */
 	uint32_t top;		/* slots ever used: [0, top) */
 	struct slot *sl;	/* per slot, [0, cap) */
 	uint32_t cap;
@@ -78,6 +83,8 @@ struct seg {
 struct store {
 	struct seg seg[ST_MAX_SEGS];
 	uint32_t nseg;
+	int uffd;		/* fills new pages (fill.c); -1: none, -2:
+				 * not opened yet */
 	uint32_t *freel;	/* free gids, in descending order after each
 				 * reclaim: popped from the end, lowest
 				 * first (see store_reclaim) */
@@ -140,6 +147,7 @@ int store_new(struct store **out)
 	st->bucket = malloc(st->nbucket * sizeof(uint32_t));
 	st->dir.fd = -1;
 	st->hints.fd = -1;
+	st->uffd = -2;
 	if (!st->bucket || dir_init(&st->dir, 1u << 16, SPP_DIR_MAX)) {
 		store_free(st);
 		return -ENOMEM;
@@ -158,6 +166,8 @@ void store_free(struct store *st)
 		close(st->seg[k].fd);
 		free(st->seg[k].sl);
 	}
+	if (st->uffd >= 0)
+		close(st->uffd);
 	free(st->freel);
 	free(st->pend);
 	free(st->bucket);
@@ -223,6 +233,14 @@ static int seg_new(struct store *st)
 		close(fd);
 		return err;
 	}
+	/* Without a userfaultfd (or if this mapping cannot be registered)
+	 * pages are written with memcpy: slower, never wrong. */
+	if (st->uffd == -2)
+		st->uffd = fill_open();
+	if (st->uffd < 0)
+		st->uffd = -1;
+	g->uffd = st->uffd >= 0 && !fill_register(st->uffd, g->map, len) ?
+			  st->uffd : -1;
 	g->fd = fd;
 	g->top = 0;
 	g->sl = NULL;
@@ -315,24 +333,39 @@ void store_flush(struct store *st)
 	st->wr_n = 0;
 }
 
-int store_intern(struct store *st, const void *page, uint32_t *gid)
+/* A live page of @h with exactly @page's bytes, or ST_NONE. */
+static uint32_t find_equal(const struct store *st, uint64_t h,
+			   const void *page)
 {
-	uint64_t h = sp_hash_page(page);
-	uint32_t b = (uint32_t)(h & (st->nbucket - 1)), g;
-	struct slot *s;
-	int err;
+	uint32_t g = st->bucket[h & (st->nbucket - 1)];
 
-	for (g = st->bucket[b]; g != ST_NONE; g = slot_of(st, g)->next)
-		if (slot_of(st, g)->hash == h && !memcmp(page_of(st, g), page, PS)) {
-			st->s.deduped++;
-			publish(st, h);
-			*gid = g;
-			return 0;
-		}
-	err = slot_get(st, &g);
-	if (err)
-		return err;
-	memcpy(page_of(st, g), page, PS);
+	for (; g != ST_NONE; g = slot_of(st, g)->next)
+		if (slot_of(st, g)->hash == h &&
+		    !memcmp(page_of(st, g), page, PS))
+			return g;
+	return ST_NONE;
+}
+
+/* Give back @g, taken by slot_get and never written.  Slots are given
+ * back in the reverse order they were taken, so a slot taken from a
+ * segment's top goes back there. */
+static void slot_unget(struct store *st, uint32_t g)
+{
+	struct seg *sg = &st->seg[g >> ST_SEG_SHIFT];
+
+	if ((g & (ST_SEG_PAGES - 1)) == sg->top - 1)
+		sg->top--;
+	else if (!grow(&st->freel, &st->freecap, sizeof(uint32_t),
+		       st->nfree + 1))
+		st->freel[st->nfree++] = g;
+}
+
+/* Index @g, just written with bytes of hash @h, as a live page. */
+static void index_new(struct store *st, uint32_t g, uint64_t h)
+{
+	struct slot *s = slot_of(st, g);
+	uint32_t b = (uint32_t)(h & (st->nbucket - 1));
+
 	/* Our own mapping of it is for writing only: it is dropped (see
 	 * store_flush), so that the page is shared by the processes that map
 	 * it and counted (Pss) among them alone.  The page stays in the
@@ -344,7 +377,6 @@ int store_intern(struct store *st, const void *page, uint32_t *gid)
 	if (!st->wr_n)
 		st->wr_first = g;
 	st->wr_n++;
-	s = slot_of(st, g);
 	s->hash = h;
 	s->refs = 0;
 	s->state = SL_LIVE;
@@ -355,8 +387,105 @@ int store_intern(struct store *st, const void *page, uint32_t *gid)
 	if (st->nlive > 2ull * st->nbucket)
 		rehash(st);
 	publish(st, h);
-	/* A new page without a reference yet: reclaimable if nobody takes
-	 * it (the caller takes one at once). */
+}
+
+/* Write the new pages @fresh[0..nf) (indices into @pages and @h, in
+ * the order their slots were taken, slots in @gid) in runs: consecutive
+ * slots of one segment holding consecutive pages go in one fill_pages
+ * call.  Index those written; give back the slots of the others and set
+ * their gid to ST_NONE.  Return: 0, or the first failure's -errno. */
+static int write_new(struct store *st, const uint8_t *pages,
+		     const uint64_t *h, const uint32_t *fresh, uint32_t nf,
+		     uint32_t *gid)
+{
+	uint8_t ok[ST_INTERN_MAX] = { 0 };
+	int first = 0;
+
+	for (uint32_t k = 0, e; k < nf; k = e) {
+		uint32_t g = gid[fresh[k]], done;
+		int err;
+
+		for (e = k + 1; e < nf; e++)
+			if (fresh[e] != fresh[e - 1] + 1 ||
+			    gid[fresh[e]] != gid[fresh[e - 1]] + 1 ||
+			    gid[fresh[e]] >> ST_SEG_SHIFT != g >> ST_SEG_SHIFT)
+				break;
+		done = fill_pages(st->seg[g >> ST_SEG_SHIFT].uffd,
+				  page_of(st, g), pages + (size_t)fresh[k] * PS,
+				  e - k, &err);
+		if (err && !first)
+			first = err;
+		for (uint32_t j = k; j < k + done; j++) {
+			ok[j] = 1;
+			index_new(st, gid[fresh[j]], h[fresh[j]]);
+		}
+	}
+	for (uint32_t j = nf; j-- > 0;)
+		if (!ok[j]) {
+			slot_unget(st, gid[fresh[j]]);
+			gid[fresh[j]] = ST_NONE;
+		}
+	return first;
+}
+
+uint32_t store_intern_many(struct store *st, const void *pages, uint32_t n,
+			   uint32_t *gid, int *err)
+{
+	const uint8_t *pg = pages;
+	uint64_t h[ST_INTERN_MAX];
+	uint32_t fresh[ST_INTERN_MAX], nf = 0, stored = 0;
+	/* via[i]: the page of this call whose new slot page i shares
+	 * (itself if it got one), or -1 (gid[i] is final). */
+	int16_t via[ST_INTERN_MAX];
+	int e;
+
+	assert(n <= ST_INTERN_MAX);
+	*err = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *p = pg + (size_t)i * PS;
+		uint32_t g;
+
+		h[i] = sp_hash_page(p);
+		via[i] = -1;
+		gid[i] = find_equal(st, h[i], p);
+		for (uint32_t k = 0; gid[i] == ST_NONE && k < nf; k++)
+			if (h[fresh[k]] == h[i] &&
+			    !memcmp(pg + (size_t)fresh[k] * PS, p, PS))
+				via[i] = (int16_t)fresh[k];
+		if (gid[i] != ST_NONE || via[i] >= 0) {
+			st->s.deduped++;
+			if (gid[i] != ST_NONE)
+				publish(st, h[i]);
+			continue;
+		}
+		e = slot_get(st, &g);
+		if (e) {
+			if (!*err)
+				*err = e;
+			continue;	/* no slot: ST_NONE */
+		}
+		gid[i] = g;
+		via[i] = (int16_t)i;
+		fresh[nf++] = i;
+	}
+	e = write_new(st, pg, h, fresh, nf, gid);
+	if (e && !*err)
+		*err = e;
+	for (uint32_t i = 0; i < n; i++) {
+		if (via[i] >= 0 && via[i] != (int16_t)i)
+			gid[i] = gid[via[i]];
+		stored += gid[i] != ST_NONE;
+	}
+	return stored;
+}
+
+int store_intern(struct store *st, const void *page, uint32_t *gid)
+{
+	uint32_t g;
+	int err;
+
+	if (!store_intern_many(st, page, 1, &g, &err))
+		return err;
 	*gid = g;
 	return 0;
 }

@@ -60,6 +60,19 @@ uint32_t store_lookup(struct store *st, uint64_t hash);
  */
 int store_intern(struct store *st, const void *page, uint32_t *gid);
 
+/*
+ * store_intern_many - store_intern for the @n pages at @pages (4 KiB
+ * each, one after the other, @n <= ST_INTERN_MAX): gid[i] is the page
+ * holding page i's bytes, or ST_NONE if none could be made; *@err is 0,
+ * or the -errno of the first page that got none (as store_intern's).
+ * New pages get slots in the order of @pages and are written in as few
+ * calls as their slots allow (fill.h).  Takes no reference.  Return:
+ * how many pages got one.
+ */
+#define ST_INTERN_MAX 64u
+uint32_t store_intern_many(struct store *st, const void *pages, uint32_t n,
+			   uint32_t *gid, int *err);
+
 /* store_flush - drop from the daemon's own mapping the pages interned
  * since the last flush (until then they count in the daemon's Pss).
  * Call after each batch of store_intern.  Never fails. */

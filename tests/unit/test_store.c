@@ -83,6 +83,67 @@ static void test_intern_dedup(void **state)
 	store_unref(st, st_gid(0, 1000));
 }
 
+/* The bytes a client maps at @g. */
+static void client_read(struct store *st, uint32_t g, uint8_t *out)
+{
+	int fd = store_seg_fd(st, g >> ST_SEG_SHIFT);
+	uint8_t *m;
+
+	assert_true(fd >= 0);
+	m = mmap(NULL, PS, PROT_READ, MAP_PRIVATE, fd,
+		 (off_t)(g & (ST_SEG_PAGES - 1)) * PS);
+	assert_true(m != MAP_FAILED);
+	memcpy(out, m, PS);
+	munmap(m, PS);
+	close(fd);
+}
+
+/* A batch: new pages get consecutive slots in order, a page equal to an
+ * earlier one of the batch or to a stored one shares its page, and
+ * every page maps with its bytes, including one whose slot a client had
+ * read before it was written. */
+static void test_intern_many(void **state)
+{
+	enum { N = 20 };
+	struct store *st = *state;
+	static uint8_t pages[N * PS], got[PS];
+	struct store_stats ss;
+	uint32_t gid[N], old, g;
+	int err = 1;
+
+	fill(pages, 500);
+	assert_int_equal(store_intern(st, pages, &old), 0);
+	for (uint32_t i = 0; i < N; i++)
+		fill(pages + i * PS, 600 + i);
+	memcpy(pages + 10 * PS, pages + 3 * PS, PS);	/* as page 3 */
+	fill(pages + 11 * PS, 500);			/* as the stored one */
+	assert_int_equal(store_intern_many(st, pages, N, gid, &err), N);
+	assert_int_equal(err, 0);
+	assert_int_equal(gid[10], gid[3]);
+	assert_int_equal(gid[11], old);
+	for (uint32_t i = 1; i < N; i++)
+		if (i != 10 && i != 11)
+			assert_int_equal(gid[i], gid[i == 12 ? 9 : i - 1] + 1);
+	for (uint32_t i = 0; i < N; i++) {
+		client_read(st, gid[i], got);
+		assert_memory_equal(got, pages + i * PS, PS);
+		assert_int_equal(store_lookup(st, sp_hash_page(pages + i * PS)),
+				 gid[i]);
+	}
+	store_stats_get(st, &ss);
+	assert_int_equal(ss.interned, 1 + N - 2);
+	assert_int_equal(ss.deduped, 2);
+	/* The next slot, read by a client while it is a hole, then
+	 * written. */
+	client_read(st, gid[N - 1] + 1, got);
+	fill(pages, 700);
+	assert_int_equal(store_intern(st, pages, &g), 0);
+	assert_int_equal(g, gid[N - 1] + 1);
+	client_read(st, g, got);
+	assert_memory_equal(got, pages, PS);
+	store_flush(st);
+}
+
 /* The bytes a client maps are the bytes interned. */
 static void test_seg_content(void **state)
 {
@@ -592,6 +653,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_intern_dedup, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_intern_many, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_seg_content, setup,
 						teardown),
