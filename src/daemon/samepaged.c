@@ -243,7 +243,6 @@ static int do_intern(struct client *c, const uint8_t *pages, uint32_t n)
 	for (uint32_t i = 0; i < n; i++)
 		r[i] = g[i] != ST_NONE && !take(c, g[i]) ?
 			       ref_of(g[i]) : (struct spp_ref){ SPP_SEG_NONE, 0 };
-	store_flush(c->dom->st);
 	return reply(c, SPP_INTERN_R, n, r, n * sizeof(*r), -1);
 }
 
@@ -708,6 +707,11 @@ int main(int argc, char **argv)
 		for (unsigned i = n - 1; i >= 1; i--)
 			if (pfd[i].revents && i - 1 < d.ncl)
 				client_read(i - 1);
+		/* The pages this round stored leave our mapping in one call
+		 * (one TLB flush for the round, not one per INTERN). */
+		for (unsigned k = 0; k < d.ndom; k++)
+			if (d.dom[k].st)
+				store_flush(d.dom[k].st);
 		if (pfd[0].revents & POLLIN)
 			for (int k = 0; k < 16; k++)
 				client_accept();

@@ -75,7 +75,8 @@ uint32_t store_intern_many(struct store *st, const void *pages, uint32_t n,
 
 /* store_flush - drop from the daemon's own mapping the pages interned
  * since the last flush (until then they count in the daemon's Pss).
- * Call after each batch of store_intern.  Never fails. */
+ * Call before the daemon waits for clients again: the pages of every
+ * INTERN served since then go in one call.  Never fails. */
 void store_flush(struct store *st);
 
 /* store_live - whether @gid names a live page. */
