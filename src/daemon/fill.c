@@ -63,12 +63,26 @@ int fill_open(void)
 
 int fill_register(int uffd, void *map, size_t len)
 {
+	static const uint8_t zero[PS];
 	struct uffdio_register r = {
 		.range = { (uintptr_t)map, len },
 		.mode = UFFDIO_REGISTER_MODE_MISSING,
 	};
+	struct uffdio_copy c = {
+		.dst = (uintptr_t)map, .src = (uintptr_t)zero, .len = PS,
+	};
+	int err;
 
-	return ioctl(uffd, UFFDIO_REGISTER, &r) ? -errno : 0;
+	if (ioctl(uffd, UFFDIO_REGISTER, &r))
+		return -errno;
+	/* A kernel that registers the range but will not copy into it
+	 * (a sealed memfd, say) must not be found out later: a refused
+	 * page could not be written any other way.  So copy one now. */
+	if (!ioctl(uffd, UFFDIO_COPY, &c) || errno == EEXIST)
+		return 0;
+	err = -errno;
+	ioctl(uffd, UFFDIO_UNREGISTER, &r.range);
+	return err;
 }
 
 uint32_t fill_pages(int uffd, void *dst, const void *src, uint32_t n,

@@ -19,9 +19,10 @@
 int fill_open(void);
 
 /* fill_register - make the @len bytes at @map, a shared writable mapping
- * of a segment, fillable through @uffd.  From then on a user-mode fault
- * on a hole there raises SIGBUS (see fill.c).  Return: 0 or -errno
- * (nothing registered: fill that mapping with uffd -1). */
+ * of a segment, fillable through @uffd, and check that it is by filling
+ * its first page with zeroes (a page there already is kept).  From then
+ * on a fault on a hole there raises SIGBUS (see fill.c).  Return: 0 or
+ * -errno (nothing registered: fill that mapping with uffd -1). */
 int fill_register(int uffd, void *map, size_t len);
 
 /*
