@@ -148,21 +148,13 @@ static void test_intern_many(void **state)
 static void test_seg_content(void **state)
 {
 	struct store *st = *state;
-	uint8_t a[PS];
+	uint8_t a[PS], got[PS];
 	uint32_t g;
-	int fd;
-	uint8_t *m;
 
 	fill(a, 7);
 	assert_int_equal(store_intern(st, a, &g), 0);
-	fd = store_seg_fd(st, g >> ST_SEG_SHIFT);
-	assert_true(fd >= 0);
-	m = mmap(NULL, PS, PROT_READ, MAP_PRIVATE, fd,
-		 (off_t)(g & (ST_SEG_PAGES - 1)) * PS);
-	assert_true(m != MAP_FAILED);
-	assert_memory_equal(m, a, PS);
-	munmap(m, PS);
-	close(fd);
+	client_read(st, g, got);
+	assert_memory_equal(got, a, PS);
 	assert_int_equal(store_seg_fd(st, 99), -EINVAL);
 }
 
@@ -170,7 +162,7 @@ static void test_seg_content(void **state)
 static void test_sealed(void **state)
 {
 	struct store *st = *state;
-	uint8_t a[PS], z[PS] = { 0 };
+	uint8_t a[PS], z[PS] = { 0 }, got[PS];
 	char path[64];
 	uint32_t g;
 	int fd, rw;
@@ -206,10 +198,8 @@ static void test_sealed(void **state)
 	assert_true(m != MAP_FAILED);
 	memset(m, 0x55, PS);
 	munmap(m, PS);
-	m = mmap(NULL, PS, PROT_READ, MAP_PRIVATE, fd,
-		 (off_t)(g & (ST_SEG_PAGES - 1)) * PS);
-	assert_memory_equal(m, a, PS);
-	munmap(m, PS);
+	client_read(st, g, got);
+	assert_memory_equal(got, a, PS);
 	close(fd);
 }
 
