@@ -170,8 +170,11 @@ int cmd_stat(int argc, char **argv)
 		OUT("ksm_merge_any", r.rep.v[SPS_KSM_MERGE_ANY]);
 		OUT("ksm_mergeable", r.rep.v[SPS_KSM_RMAP_ITEMS] > 0);
 		/* samepage's own: each process scans its own memory, at
-		 * the rate the knob or the advisor gives it */
+		 * the rate the knob or the advisor gives it; with the
+		 * knob, its share of it in a domain of several (what it
+		 * scans per sleep_millisecs) */
 		OUT("pages_to_scan", r.rep.v[SPS_PAGES_TO_SCAN]);
+		OUT("scan_share", r.rep.v[SPS_SCAN_SHARE]);
 		OUT("full_scans", r.rep.v[SPS_FULL_SCANS]);
 		OUT("shared_store_pages", r.rep.v[SPS_SHARED_GLOBAL]);
 		OUT("cpu_ns", r.rep.v[SPS_CPU_NS]);

@@ -48,7 +48,8 @@ struct domain {
 	uid_t uid[MAX_DOMAIN_UIDS];
 	unsigned nuid;
 	struct store *st;		/* NULL until first used */
-	struct spp_knobs knobs;
+	struct spp_knobs knobs;		/* .scan_pages: the sum over its
+					 * clients of scan_pages_of() */
 };
 
 struct client {
@@ -114,9 +115,25 @@ static int domain_store(struct domain *dm)
 
 /* ---- clients ------------------------------------------------------------ */
 
+/* The pages @c scans, as it last reported them: 0 before its first
+ * report, and held within what a 57-bit address space has pages for
+ * (no agent reports more, nor a negative figure), so that the sum of
+ * MAX_CLIENTS of them cannot wrap. */
+static uint64_t scan_pages_of(const struct client *c)
+{
+	int64_t v = c->has_rep ? c->rep.v[SPS_KSM_RMAP_ITEMS] : 0;
+
+	if (v <= 0)
+		return 0;
+	return (uint64_t)v < (1ull << 45) ? (uint64_t)v : 1ull << 45;
+}
+
 static void client_drop(unsigned i)
 {
 	struct client *c = d.cl[i];
+
+	if (c->dom)
+		c->dom->knobs.scan_pages -= scan_pages_of(c);
 
 	if (c->dom && c->dom->st && c->agent)
 		store_forget_client(c->dom->st, c->id);
@@ -462,9 +479,12 @@ static int handle(struct client *c, size_t len)
 		return do_claim(c, (const struct spp_ref *)(const void *)body,
 				h.count);
 	case SPP_REPORT:
+		/* A report replaces the last, in the domain's sum too. */
+		c->dom->knobs.scan_pages -= scan_pages_of(c);
 		memcpy(&c->rep, body, sizeof(c->rep));
 		c->rep.pid = (uint32_t)c->pid;	/* the kernel's word, not its */
 		c->has_rep = 1;
+		c->dom->knobs.scan_pages += scan_pages_of(c);
 		return reply(c, SPP_KNOBS, 1, &c->dom->knobs,
 			     sizeof(c->dom->knobs), -1);
 	default:

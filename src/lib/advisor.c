@@ -1,5 +1,6 @@
 /*
- * advisor.c - the scan-time advisor's rule; see advisor.h.
+ * advisor.c - how fast an agent scans: the scan-time advisor's rule and
+ * a process's share of its domain's rate; see advisor.h.
  */
 #include "advisor.h"
 
@@ -20,4 +21,15 @@ uint64_t sp_advise_pages(const struct sp_advice *in)
 	if (want > (double)in->max_pages)
 		want = (double)in->max_pages;
 	return want < 1 ? 1 : (uint64_t)want;
+}
+
+uint64_t sp_scan_share(uint64_t pages_to_scan, uint64_t mine,
+		       uint64_t domain)
+{
+	unsigned __int128 part;
+
+	if (!mine || domain <= mine)
+		return pages_to_scan;
+	part = ((unsigned __int128)pages_to_scan * mine + domain - 1) / domain;
+	return part ? (uint64_t)part : 1;
 }

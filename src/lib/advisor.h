@@ -1,11 +1,12 @@
 /*
- * advisor.h - the scan-time advisor's rule (advisor_mode scan-time, as
- * KSM's since 6.8): from how long the last pass took, and how much CPU
- * it used, the pages_to_scan that makes the next pass take the target
- * time without going over the CPU cap.
+ * advisor.h - how fast a process's agent scans: the scan-time advisor's
+ * rule (advisor_mode scan-time, as KSM's since 6.8: from how long the
+ * last pass took, and how much CPU it used, the pages_to_scan that makes
+ * the next pass take the target time without going over the CPU cap),
+ * and a process's share of its domain's pages_to_scan.
  *
- * Pure arithmetic, no state: the agent keeps the pass's start and calls
- * this once per pass (agent.c advise()).
+ * Pure arithmetic, no state: the agent keeps the pass's start and the
+ * domain's figures, and calls these (agent.c advise(), scan_budget()).
  */
 #ifndef SP_ADVISOR_H
 #define SP_ADVISOR_H
@@ -30,5 +31,19 @@ struct sp_advice {
  * time keeps pages_to_scan (within the bounds).
  */
 uint64_t sp_advise_pages(const struct sp_advice *in);
+
+/*
+ * sp_scan_share - the pages one process scans per sleep_millisecs when
+ * the processes of its domain have @domain pages to scan, @mine of them
+ * its own: its part of @pages_to_scan, rounded up, at least 1.  Kernel
+ * KSM's one ksmd scans pages_to_scan pages per sleep across every
+ * process; with each agent taking its part, the domain's agents scan
+ * about as many together (at most one page more each), and each
+ * process's pass takes as long as ksmd's pass over all of them.  With
+ * @mine 0, or @domain not above @mine (the process is alone, or the
+ * figures are not in yet): all of @pages_to_scan.
+ */
+uint64_t sp_scan_share(uint64_t pages_to_scan, uint64_t mine,
+		       uint64_t domain);
 
 #endif

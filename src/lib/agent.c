@@ -83,6 +83,10 @@ struct sp_agent {
 	int in_pass;			/* a pass has begun and not ended
 					 * (scanner thread only) */
 	uint64_t report_ns;		/* last report */
+	uint64_t my_pages;		/* our ksm_rmap_items in that report */
+	uint64_t domain_pages;		/* the domain's sum in the answer
+					 * (0: no answer, we are alone);
+					 * see scan_budget() */
 	uint64_t flags_ns;		/* last VMA flags read after a pass */
 };
 
@@ -318,6 +322,25 @@ static void refresh_flags(struct sp_agent *a)
 	}
 }
 
+/*
+ * The pages to scan before each sleep: pages_to_scan @pts, or this
+ * process's share of it (sp_scan_share) in a domain of several.  Kernel
+ * KSM has one ksmd for every process, so pages_to_scan is what the
+ * machine scans per sleep; with an agent per process each scanning
+ * @pts, N processes scanned N times that, and the CPU with it.  Shared
+ * only where the knob sets the rate: at sleep_millisecs 0 each agent
+ * scans as fast as it can anyway (the shares would only shorten its
+ * batches), and the advisor sets each agent's rate from its own passes.
+ * Scanner thread only.
+ */
+static uint64_t scan_budget(const struct sp_agent *a, uint64_t pts,
+			    uint64_t sleep_ms)
+{
+	if (!sleep_ms || a->adv[SPK_ADVISOR_MODE] == 1)
+		return pts;
+	return sp_scan_share(pts, a->my_pages, a->domain_pages);
+}
+
 /* The counters samepaged sums and `samepage stat --pid` shows.  The
  * metadata is the engine's and the backend's (the shared-store
  * reference counts, the maps of its store pages). */
@@ -354,10 +377,12 @@ static void fill_report(struct sp_agent *a, struct spp_report *r)
 	r->v[SPS_META_BYTES] = (int64_t)(g.meta_bytes + be_bytes);
 	r->v[SPS_CPU_NS] = (int64_t)clock_ns(CLOCK_THREAD_CPUTIME_ID);
 	{
-		uint64_t pts = 0;
+		uint64_t pts = 0, sleep_ms = 0;
 
 		sp_knob_get(a->e, SP_KNOB_PAGES_TO_SCAN, &pts);
+		sp_knob_get(a->e, SP_KNOB_SLEEP_MILLISECS, &sleep_ms);
 		r->v[SPS_PAGES_TO_SCAN] = (int64_t)pts;
+		r->v[SPS_SCAN_SHARE] = (int64_t)scan_budget(a, pts, sleep_ms);
 	}
 }
 
@@ -404,8 +429,13 @@ static void daemon_tick(struct sp_agent *a, int force)
 		return;
 	a->report_ns = now;
 	fill_report(a, &r);
-	if (lx_client_report(a->lx, &r, &k))
+	if (lx_client_report(a->lx, &r, &k)) {
+		a->my_pages = (uint64_t)r.v[SPS_KSM_RMAP_ITEMS];
+		a->domain_pages = k.scan_pages;
 		apply_knobs(a, &k);
+	} else {
+		a->domain_pages = 0;	/* no domain to share with */
+	}
 }
 
 /*
@@ -540,8 +570,8 @@ static void *scanner(void *arg)
 
 		sp_knob_get(a->e, SP_KNOB_PAGES_TO_SCAN, &budget);
 		sp_knob_get(a->e, SP_KNOB_SLEEP_MILLISECS, &sleep_ms);
-		if (urgent)
-			budget = URGENT_BUDGET;
+		budget = urgent ? URGENT_BUDGET
+				: scan_budget(a, budget, sleep_ms);
 		mem_enter(a);
 		/* Still wanted?  run=2 (unmerge, stop) may have run while
 		 * we waited for mem_lock: a window now would merge again

@@ -207,6 +207,8 @@ enum spp_stat {
 	SPS_SHARED_GLOBAL,	/* stable pages of the shared store it maps */
 	SPS_META_BYTES, SPS_CPU_NS,
 	SPS_PAGES_TO_SCAN,	/* in force now (the advisor tunes it) */
+	SPS_SCAN_SHARE,		/* pages it scans per sleep_millisecs: its
+				 * share of the domain's pages_to_scan */
 	SPS_DAEMON_CPU_NS,	/* STAT_R only: samepaged's own CPU */
 	SPS_COUNT
 };
@@ -230,6 +232,10 @@ struct spp_report {
 struct spp_knobs {
 	uint64_t generation;	/* 0: never set; agents keep their own */
 	uint64_t v[SPK_COUNT];
+	uint64_t scan_pages;	/* pages the domain's processes scan (the
+				 * ksm_rmap_items they last reported,
+				 * summed): an agent's share of
+				 * pages_to_scan is its part of these */
 };
 
 /* STAT_R: counters, and the knobs in force for the domain. */

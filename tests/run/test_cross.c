@@ -763,6 +763,37 @@ static void knobs_of(char *out, size_t len)
 				      kernel_names[i], val(all, kernel_names[i]));
 }
 
+/* pages_to_scan (333, set before) is the domain's, as it is the
+ * machine's with one ksmd: each process scans its part of it, by the
+ * pages it has to scan (two of 16 MiB and one of 48: 1/5, 1/5, 3/5),
+ * and when one leaves, the others take its part. */
+static void scan_shares(const struct kid *a, const struct kid *b)
+{
+	struct kid c;
+	long long sa, sb, sc;
+
+	spawn(&c, 48, 0);
+	if ((sc = wait_stat(c.pid, "ksm_rmap_items", 12288, 12288, 30)) !=
+	    12288)
+		FAIL("shares: 48 MiB has %lld pages to scan", sc);
+	sc = wait_stat(c.pid, "scan_share", 200, 200, 30);
+	sa = wait_stat(a->pid, "scan_share", 67, 67, 30);
+	sb = wait_stat(b->pid, "scan_share", 67, 67, 30);
+	if (sa != 67 || sb != 67 || sc != 200)
+		FAIL("shares: %lld, %lld and %lld pages (want 67, 67, 200)",
+		     sa, sb, sc);
+	if (stat_of(c.pid, "pages_to_scan") != 333)
+		FAIL("shares: the knob itself changed");
+	finish(&c);
+	sa = wait_stat(a->pid, "scan_share", 167, 167, 30);
+	sb = wait_stat(b->pid, "scan_share", 167, 167, 30);
+	if (sa != 167 || sb != 167)
+		FAIL("shares: once the third process left, %lld and %lld "
+		     "pages (want 167 each)", sa, sb);
+	printf("control: pages_to_scan 333 shared 67/67/200 among 16, 16 "
+	       "and 48 MiB, then 167/167\n");
+}
+
 /* Output, control and propagation: `samepage stat` shows the kernel's
  * names with values that match what pagemap shows; `samepage set`
  * refuses bad input without changing anything, and what it sets reaches
@@ -846,6 +877,7 @@ static int scenario_control(void)
 	if ((v = wait_stat(a.pid, "pages_to_scan", 333, 333, 30)) != 333 ||
 	    (v = wait_stat(b.pid, "pages_to_scan", 333, 333, 30)) != 333)
 		FAIL("pages_to_scan 333 did not reach the processes (%lld)", v);
+	scan_shares(&a, &b);
 	/* The advisor: the rate it picks stays within its bounds, from
 	 * either side. */
 	set_ok("advisor_min_pages_to_scan", "50");

@@ -2,7 +2,8 @@
  * test_advisor.c - the scan-time advisor's rule (advisor.c): a pass that
  * took longer than the target speeds the scan up in proportion, a faster
  * one slows it down, the CPU cap wins over the target, and the result
- * always stays within advisor_min/max_pages_to_scan.
+ * always stays within advisor_min/max_pages_to_scan; and a process's
+ * share of its domain's pages_to_scan (sp_scan_share).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -84,12 +85,39 @@ static void test_degenerate(void **state)
 	assert_int_equal(sp_advise_pages(&in), 1);
 }
 
+/* A process's share of its domain's pages_to_scan: its part, rounded
+ * up, never 0; the parts add up to the whole, give or take a page per
+ * process; alone or before the figures are in, the whole. */
+static void test_share(void **state)
+{
+	uint64_t sum = 0;
+
+	(void)state;
+	assert_int_equal(sp_scan_share(100, 1000, 2000), 50);
+	assert_int_equal(sp_scan_share(100, 3000, 4000), 75);
+	assert_int_equal(sp_scan_share(100, 1000, 4000), 25);
+	assert_int_equal(sp_scan_share(100, 1, 3), 34);	/* rounded up */
+	assert_int_equal(sp_scan_share(100, 1, 1000000), 1);	/* never 0 */
+	assert_int_equal(sp_scan_share(100, 1000, 1000), 100);	/* alone */
+	assert_int_equal(sp_scan_share(100, 0, 1000), 100);	/* no figures */
+	assert_int_equal(sp_scan_share(100, 1000, 0), 100);
+	assert_int_equal(sp_scan_share(100, 2000, 1000), 100);	/* stale sum */
+	/* No overflow at the extremes. */
+	assert_int_equal(sp_scan_share(UINT64_MAX, 1ull << 45, 1ull << 46),
+			 UINT64_MAX / 2 + 1);
+	/* Seven processes of unequal sizes. */
+	for (uint64_t k = 1; k <= 7; k++)
+		sum += sp_scan_share(1000, k * 1111, 28 * 1111);
+	assert_true(sum >= 1000 && sum <= 1007);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_target),
 		cmocka_unit_test(test_cpu_cap),
 		cmocka_unit_test(test_degenerate),
+		cmocka_unit_test(test_share),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
