@@ -14,8 +14,9 @@
  * missing pages, with UFFD_FEATURE_SIGBUS, so a fault on a hole of the
  * mapping raises SIGBUS instead of waiting for an answer the daemon
  * (one thread) would never give.  The rule for the rest of the store:
- * through a segment's mapping the daemon reads only slots it has
- * written, and writes only with fill_pages.  A slot already backed by a
+ * through a segment's mapping the daemon writes only with fill_pages,
+ * and reads nothing (it compares stored pages by pread of the memfd, so
+ * that they do not stay mapped in it).  A slot already backed by a
  * page (reused after reclaim: holes are never punched; or read by a
  * client before it was ever written, which puts a zero page in the
  * memfd) makes UFFDIO_COPY fail with EEXIST, and is overwritten with

@@ -69,9 +69,9 @@ _Static_assert(sizeof(struct slot) == 16, "a slot is 16 bytes");
 
 struct seg {
 	int fd;			/* O_RDWR memfd, sealed */
-	char *map;		/* the daemon's writable shared mapping: read
-				 * only where written, written only by
-				 * fill_pages (fill.c) */
+	char *map;		/* the daemon's writable shared mapping:
+				 * written only by fill_pages (fill.c),
+				 * never read (same_bytes reads the fd) */
 	int uffd;		/* fill_pages' userfaultfd for it, or -1 */
 	uint32_t top;		/* slots ever used: [0, top) */
 	struct slot *sl;	/* per slot, [0, cap) */
@@ -333,6 +333,20 @@ void store_flush(struct store *st)
 	st->wr_n = 0;
 }
 
+/* Does stored page @g hold exactly @page's bytes?  Read with pread
+ * from the segment's fd, not through our mapping: a page read there
+ * would stay mapped in the daemon (store_flush drops only the pages it
+ * wrote), in its Pss and its RSS for as long as the page lives.  A read
+ * that fails says no: the caller then stores a page of its own. */
+static int same_bytes(const struct store *st, uint32_t g, const void *page)
+{
+	uint8_t buf[PS];
+	ssize_t r = pread(st->seg[g >> ST_SEG_SHIFT].fd, buf, PS,
+			  (off_t)(g & (ST_SEG_PAGES - 1)) * PS);
+
+	return r == (ssize_t)PS && !memcmp(buf, page, PS);
+}
+
 /* A live page of @h with exactly @page's bytes, or ST_NONE. */
 static uint32_t find_equal(const struct store *st, uint64_t h,
 			   const void *page)
@@ -340,8 +354,7 @@ static uint32_t find_equal(const struct store *st, uint64_t h,
 	uint32_t g = st->bucket[h & (st->nbucket - 1)];
 
 	for (; g != ST_NONE; g = slot_of(st, g)->next)
-		if (slot_of(st, g)->hash == h &&
-		    !memcmp(page_of(st, g), page, PS))
+		if (slot_of(st, g)->hash == h && same_bytes(st, g, page))
 			return g;
 	return ST_NONE;
 }

@@ -83,6 +83,50 @@ static void test_intern_dedup(void **state)
 	store_unref(st, st_gid(0, 1000));
 }
 
+/* RssShmem of this process, in kB (-1 if absent). */
+static long rss_shmem_kb(void)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssShmem: %ld", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+/* Interning pages the store holds compares their bytes without mapping
+ * them in the daemon: once flushed, its RSS of the store does not grow
+ * by the pages it compared. */
+static void test_dedup_unmapped(void **state)
+{
+	enum { N = 64 };
+	struct store *st = *state;
+	static uint8_t p[N * PS];
+	uint32_t g[N], g2[N];
+	long before, after;
+	int err;
+
+	for (uint32_t i = 0; i < N; i++)
+		fill(p + (size_t)i * PS, 500 + i);
+	assert_int_equal(store_intern_many(st, p, N, g, &err), N);
+	store_flush(st);
+	before = rss_shmem_kb();
+	if (before < 0)
+		skip();
+	assert_int_equal(store_intern_many(st, p, N, g2, &err), N);
+	store_flush(st);
+	after = rss_shmem_kb();
+	assert_memory_equal(g, g2, sizeof(g));
+	if (after - before >= N * PS / 1024 / 2)
+		fail_msg("RssShmem %ld -> %ld kB after comparing %d pages",
+			 before, after, N);
+}
+
 /* The bytes a client maps at @g. */
 static void client_read(struct store *st, uint32_t g, uint8_t *out)
 {
@@ -643,6 +687,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_intern_dedup, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_dedup_unmapped, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_intern_many, setup,
 						teardown),
