@@ -228,6 +228,7 @@ static int do_lookup(struct client *c, const uint64_t *h, uint32_t n)
 {
 	struct spp_ref *r = (struct spp_ref *)d.out;
 
+	store_prefetch(c->dom->st, h, n);
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t g = store_lookup(c->dom->st, h[i]);
 
@@ -455,6 +456,7 @@ static int handle(struct client *c, size_t len)
 	case SPP_NOMINATE: {
 		const uint64_t *hs = (const uint64_t *)(const void *)body;
 
+		store_prefetch(c->dom->st, hs, h.count);
 		for (uint32_t i = 0; i < h.count; i++)
 			store_propose(c->dom->st, hs[i], c->id);
 		return 0;
@@ -463,6 +465,7 @@ static int handle(struct client *c, size_t len)
 		const uint64_t *hs = (const uint64_t *)(const void *)body;
 		uint64_t ms = now_ms();
 
+		store_prefetch(c->dom->st, hs, h.count);
 		for (uint32_t i = 0; i < h.count; i++)
 			store_hint(c->dom->st, hs[i], c->id, ms);
 		return 0;

@@ -325,6 +325,17 @@ uint32_t store_lookup(struct store *st, uint64_t hash)
 	return ST_NONE;
 }
 
+void store_prefetch(const struct store *st, const uint64_t *hash,
+		    uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		__builtin_prefetch(&st->bucket[hash[i] & (st->nbucket - 1)]);
+		spp_dir_prefetch(st->dir.e, st->dir.n, hash[i]);
+		if (st->hints.fd >= 0)
+			spp_dir_prefetch(st->hints.e, st->hints.n, hash[i]);
+	}
+}
+
 void store_flush(struct store *st)
 {
 	if (st->wr_n)

@@ -53,6 +53,14 @@ int store_seg_fd(struct store *st, uint32_t seg);
 uint32_t store_lookup(struct store *st, uint64_t hash);
 
 /*
+ * store_prefetch - start loading what serving each of @hash[0, n) reads
+ * first (its bucket head, its directory and hint table sets), all of
+ * them before the first is served.  Changes nothing, never faults.
+ */
+void store_prefetch(const struct store *st, const uint64_t *hash,
+		    uint32_t n);
+
+/*
  * store_intern - the page holding exactly @page's bytes: an existing one
  * (bytes compared) or a new one, written and sealed against writes by
  * anyone else.  Takes no reference.  Return: 0 and *gid, or -ENOSPC /

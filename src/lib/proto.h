@@ -192,6 +192,18 @@ static inline uint64_t spp_dir_find(const uint64_t *e, uint32_t n,
 }
 
 /*
+ * spp_dir_prefetch - start loading the two sets of @hash, for a loop
+ * over many hashes that issues these for all of them first, so that
+ * their cache misses overlap.  Never faults.
+ */
+static inline void spp_dir_prefetch(const uint64_t *e, uint32_t n,
+				    uint64_t hash)
+{
+	__builtin_prefetch(&e[spp_dir_set(hash, n, 0)]);
+	__builtin_prefetch(&e[spp_dir_set(hash, n, 1)]);
+}
+
+/*
  * Counters a process reports and the daemon sums, in this order, named as
  * in /sys/kernel/mm/ksm (global) and /proc/PID/ksm_stat (per process).
  */

@@ -326,6 +326,18 @@ static int dir_class(const struct lx_client *c, uint64_t hash)
 	return t == c->tag ? DIR_SKIP : DIR_UPLOAD;
 }
 
+/* Start loading the directory sets of @hash[0, n), all of them before
+ * the first is classified (see spp_dir_prefetch). */
+static void dir_prefetch(const struct lx_client *c, const uint64_t *hash,
+			 size_t n)
+{
+	if (!c->dir)
+		return;
+	for (size_t i = 0; i < n; i++)
+		spp_dir_prefetch((const uint64_t *)(const void *)(c->dir + 1),
+				 c->dir_n, hash[i]);
+}
+
 /* Our number for a page the daemon named (a reference we now count), or
  * SP_SPAGE_NONE (its reference is given back). */
 static sp_spage_t adopt(struct sp_linux *lx, const struct spp_ref *r)
@@ -476,6 +488,7 @@ int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
 		return 0;
 	if (dir_fresh(lx) && c->sock < 0)
 		return 0;
+	dir_prefetch(c, hash, n);
 	for (size_t i = 0; i < n; i++) {
 		cls[i] = c->dir ? (uint8_t)dir_class(c, hash[i]) : DIR_ASK;
 		if (cls[i] == DIR_PAIRED)
@@ -544,6 +557,7 @@ int lx_hint(void *be, void *space, size_t n, const uintptr_t *addr,
 		return 0;
 	if (dir_fresh(lx))
 		return 0;
+	dir_prefetch(c, hash, n);
 	for (size_t i = 0; i < n; i++) {
 		int cls = dir_class(c, hash[i]);
 
