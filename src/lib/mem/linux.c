@@ -189,6 +189,7 @@ int lx_maintain(struct sp_linux *lx)
 
 	if (!err)
 		err = lx_release_pending(lx);
+	lx_client_flush(lx);	/* the pass's last hints and nominations */
 	return err;
 }
 

@@ -38,6 +38,7 @@
 
 #define LX_PS SP_PAGE_SIZE
 #define LX_HOLD_MAX 256			/* pages per hold (a window) */
+#define LX_ONEWAY_MAX 256		/* hashes per gathered HINT/NOMINATE */
 #define LX_SEG_PAGES (1u << 24)		/* 64 GiB of stable pages per segment */
 #define LX_MAX_SEGS 64
 
@@ -81,6 +82,11 @@ struct lx_client {
 				 * (named pages mapping it, answers) */
 	struct spp_ref *unref;	/* references to give back */
 	uint32_t nunref;
+	/* Hashes for the one-way messages (HINT, NOMINATE), gathered until
+	 * half of LX_ONEWAY_MAX of a kind are in, a report is sent or a pass
+	 * ends (lx_client_flush); each array LX_ONEWAY_MAX long */
+	uint64_t *ow[2];
+	uint32_t now[2];
 	uint8_t *buf;		/* SPP_MAX_MSG: messages in and out */
 	/* The daemon's directory (proto.h), mapped read-only; NULL: none
 	 * yet, or it was retired (ask again) */
@@ -249,6 +255,11 @@ void lx_fork_child_flags(struct sp_linux *lx,
 			 void *arg);
 
 /* ---- lx_client.c ---- */
+/* lx_client_flush - send the one-way messages gathered so far (the end
+ * of a pass).  May block briefly on the socket; never waits for an
+ * answer. */
+void lx_client_flush(struct sp_linux *lx);
+
 /* lx_client_init - read $SAMEPAGE_SOCKET: connect lazily if set. */
 int lx_client_init(struct sp_linux *lx);
 void lx_client_free(struct sp_linux *lx);
