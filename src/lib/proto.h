@@ -48,7 +48,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define SPP_VERSION 3
+#define SPP_VERSION 4
 #define SPP_MAX_MSG (64u * 1024)	/* largest message, header included */
 #define SPP_PAGE 4096u
 #define SPP_MAX_INTERN 15u		/* pages per INTERN (fits SPP_MAX_MSG) */
