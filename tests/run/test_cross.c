@@ -47,6 +47,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "procfs.h"
+
 #define PS 4096u
 
 static double now(void)
@@ -337,21 +339,9 @@ static size_t same_frames(struct kid *x, uintptr_t xa, struct kid *y,
 	return same;
 }
 
-static long pss_kb(pid_t pid)
+static long long pss_kb(pid_t pid)
 {
-	char path[64], line[256];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "Pss: %ld", &v) == 1)
-			break;
-	fclose(f);
-	return v;
+	return proc_field(pid, "smaps_rollup", "Pss");
 }
 
 static pid_t daemons[8];
@@ -412,7 +402,7 @@ static size_t wait_shared(struct kid *x, uintptr_t xa, struct kid *y,
 static int scenario_share(void)
 {
 	struct kid a, b;
-	long before, after;
+	long long before, after;
 	size_t s;
 
 	start_daemon();
@@ -421,7 +411,7 @@ static int scenario_share(void)
 	before = pss_kb(a.pid) + pss_kb(b.pid);
 	s = wait_shared(&a, a.addr, &b, b.addr, a.n, a.n, 60);
 	after = pss_kb(a.pid) + pss_kb(b.pid);
-	printf("share: %zu of %zu pages on one frame; Pss %ld -> %ld kB\n", s,
+	printf("share: %zu of %zu pages on one frame; Pss %lld -> %lld kB\n", s,
 	       a.n, before, after);
 	if (s != a.n) {
 		for (size_t i = 0; i < a.n; i++)
@@ -434,7 +424,7 @@ static int scenario_share(void)
 	/* 2 x 16 MiB of which 16 MiB are now shared: Pss drops by ~16 MiB
 	 * (8 MiB each side). */
 	if (before - after < 12 * 1024)
-		FAIL("Pss dropped by %ld kB only", before - after);
+		FAIL("Pss dropped by %lld kB only", before - after);
 	finish(&a);
 	finish(&b);
 	return 0;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "procfs.h"
 #include "proto.h"
 #include "store.h"
 #include "util/hash.h"
@@ -83,22 +84,6 @@ static void test_intern_dedup(void **state)
 	store_unref(st, st_gid(0, 1000));
 }
 
-/* RssShmem of this process, in kB (-1 if absent). */
-static long rss_shmem_kb(void)
-{
-	char line[256];
-	long kb = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "RssShmem: %ld", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
-}
-
 /* Interning pages the store holds compares their bytes without mapping
  * them in the daemon: once flushed, its RSS of the store does not grow
  * by the pages it compared. */
@@ -108,22 +93,22 @@ static void test_dedup_unmapped(void **state)
 	struct store *st = *state;
 	static uint8_t p[N * PS];
 	uint32_t g[N], g2[N];
-	long before, after;
+	long long before, after;
 	int err;
 
 	for (uint32_t i = 0; i < N; i++)
 		fill(p + (size_t)i * PS, 500 + i);
 	assert_int_equal(store_intern_many(st, p, N, g, &err), N);
 	store_flush(st);
-	before = rss_shmem_kb();
+	before = proc_field(getpid(), "status", "RssShmem");
 	if (before < 0)
 		skip();
 	assert_int_equal(store_intern_many(st, p, N, g2, &err), N);
 	store_flush(st);
-	after = rss_shmem_kb();
+	after = proc_field(getpid(), "status", "RssShmem");
 	assert_memory_equal(g, g2, sizeof(g));
 	if (after - before >= N * PS / 1024 / 2)
-		fail_msg("RssShmem %ld -> %ld kB after comparing %d pages",
+		fail_msg("RssShmem %lld -> %lld kB after comparing %d pages",
 			 before, after, N);
 }
 
