@@ -82,7 +82,8 @@ struct sp_stats {
 	uint64_t full_scans;		/* completed passes over all ranges */
 	uint64_t stable_node_chains;	/* contents with more than one stable page */
 	uint64_t stable_node_dups;	/* stable pages hanging off those chains */
-	uint64_t ksm_zero_pages;	/* pages released to the zero page, still zero */
+	uint64_t ksm_zero_pages;	/* pages released to the zero page, still
+					 * zero, with use_zero_pages 1 */
 	int64_t general_profit;		/* bytes saved minus metadata bytes */
 	/* samepage's own, not in the kernel: */
 	uint64_t rmap_items;		/* pages the engine keeps a record for */
@@ -97,16 +98,22 @@ struct sp_stats {
 	/* Copies whose hash differed from the page's as scanned: a writer
 	 * was at work, and the page was volatile that pass. */
 	uint64_t keys_changed;
+	/* Zero-filled pages merged with use_zero_pages 0: in pages_shared
+	 * and pages_sharing as KSM counts them, but released to the
+	 * kernel's zero page rather than mapped to a stable page. */
+	uint64_t zero_merged;
 };
 
 /* Per address space counters, as in /proc/PID/ksm_stat. */
 struct sp_space_stats {
 	uint64_t rmap_items;		/* pages of this space with a record */
 	uint64_t zero_pages;		/* its pages released to the zero page */
-	uint64_t merging_pages;		/* its pages mapping a stable page */
+	uint64_t merging_pages;		/* its pages mapping a stable page, and
+					 * zero_merged */
 	int64_t process_profit;		/* (merging + zero) * page - records' bytes */
 	/* samepage's own: */
 	uint64_t registered_pages;	/* pages in its registered ranges */
+	uint64_t zero_merged;		/* see struct sp_stats */
 };
 
 /*

@@ -53,6 +53,26 @@ static inline int vmas_flag(const void *p, size_t len, const char *flag,
 	return ok && seen;
 }
 
+/* How many VMAs lie over [p, p+len) (0 if smaps cannot be read). */
+static inline unsigned vmas_over(const void *p, size_t len)
+{
+	char line[512];
+	unsigned long a = (uintptr_t)p, b = a + len;
+	unsigned n = 0;
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long x, y;
+
+		if (smaps_header(line, &x, &y) && y > a && x < b)
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
 /* @key of the VMA holding @addr (kB), or -1. */
 static inline long vma_kb(const void *addr, const char *key)
 {

@@ -120,9 +120,10 @@ int sp_knob_set(struct sp_engine *e, enum sp_knob k, uint64_t v)
 		return -EINVAL;
 	pthread_mutex_lock(&e->lock);
 	/* As KSM: the sharing limit changes only while nothing is shared,
-	 * so that no stable page is ever above it. */
+	 * so that no stable page is ever above it (zero-filled pages
+	 * merged as KSM would count them are shared too). */
 	if (k == SP_KNOB_MAX_PAGE_SHARING && v != e->knob[k] &&
-	    e->stable.nlive)
+	    (e->stable.nlive || e->c.zero_merged))
 		err = -EBUSY;
 	else
 		e->knob[k] = v;

@@ -46,6 +46,9 @@ struct sp_space {
 	uint64_t registered_pages;
 	/* KSM's per-process counters: */
 	uint64_t rmap_items, merging_pages, zero_pages;
+	/* Records REC_ZERO/REC_ZERO_GROUP: counted in ksm_merging_pages
+	 * (sp_space_stats adds them), not in merging_pages. */
+	uint64_t zero_merged;
 };
 
 /* What phase 1 decided for one page of the window. */
@@ -59,8 +62,10 @@ struct sp_action {
 		uint32_t snode;	/* JOIN, PAIR: target stable node */
 		sp_spage_t spage;	/* NAMED: the backend-named page (one
 					 * reference held until committed) */
+		uint32_t zkind;	/* ZERO: REC_ZERO_KERNEL or _GROUP */
 	};
-	uint32_t qid;		/* PAIR: partner page id */
+	uint32_t qid;		/* PAIR: partner page id; ZERO: the unstable
+				 * zero page it pairs with, or SP_INIL */
 	uint8_t qok;		/* PAIR: partner was merged */
 };
 
@@ -73,6 +78,8 @@ struct sp_window {
 	struct sp_action act[SP_WINDOW];
 	unsigned nact;
 	unsigned nstage;		/* staging slots used */
+	unsigned nzgroup;		/* ZERO actions of kind REC_ZERO_GROUP:
+					 * the group exists for later pages */
 	/* Pages that found no partner here, for the backend's lookup in a
 	 * shared store (ops->lookup): window slot, hash, address, answer. */
 	unsigned nglob;
@@ -90,6 +97,7 @@ struct sp_window {
 struct sp_counters {
 	uint64_t pages_unshared, pages_scanned, pages_skipped, full_scans;
 	uint64_t ksm_zero_pages, rmap_items;
+	uint64_t zero_merged;		/* records REC_ZERO/REC_ZERO_GROUP */
 	uint64_t pages_named;		/* records in REC_NAMED */
 	uint64_t merge_races, replace_calls, scan_errors, pages_refused;
 	uint64_t keys_skipped, keys_changed;	/* see struct sp_stats */
@@ -147,6 +155,16 @@ void rec_drop(struct sp_engine *e, struct sp_space *s, struct sp_chunk *c,
  * back), make the record SEEN with a fresh age. */
 void rec_leave_stable(struct sp_engine *e, struct sp_space *s,
 		      struct sp_rec *r);
+
+/* rec_leave_zero - a ZERO record's page is no longer released (written,
+ * unmerged): leave the count its link names, make the record SEEN. */
+void rec_leave_zero(struct sp_engine *e, struct sp_space *s,
+		    struct sp_rec *r);
+
+/* zero_shared - how many of the zero-filled pages counted as merged
+ * (REC_ZERO_GROUP) stand for KSM's stable pages of that content: one per
+ * max_page_sharing of them, as KSM's dups.  The rest count as sharing. */
+uint64_t zero_shared(const struct sp_engine *e);
 
 /* drop_records - rec_drop every record in [start, end) of @s and free
  * emptied chunks.  Context: e->lock. */

@@ -258,13 +258,10 @@ int unmerge_range(struct sp_engine *e, struct sp_space *s, uintptr_t start,
 			for (k = i; k < j; k++) {
 				struct sp_rec *r = &c->rec[k];
 
-				if (rec_merged(r)) {
+				if (rec_merged(r))
 					rec_leave_stable(e, s, r);
-				} else {
-					rec_set_state(r, REC_SEEN);
-					s->zero_pages--;
-					e->c.ksm_zero_pages--;
-				}
+				else
+					rec_leave_zero(e, s, r);
 			}
 			i = j;
 		}

@@ -13,11 +13,16 @@
  * pages_skipped    pages smart scan skipped
  * full_scans       passes completed
  * stable_node_chains / stable_node_dups   contents over max_page_sharing
- * ksm_zero_pages   pages the engine released to the zero page, unwritten
+ * ksm_zero_pages   pages the engine released to the zero page, unwritten,
+ *                  with use_zero_pages 1 (with 0, such pages count in
+ *                  pages_shared and pages_sharing as KSM's merges of
+ *                  zero-filled content: zero_shared() of them shared)
  * general_profit   (pages_sharing + ksm_zero_pages) * page - meta_bytes:
  *                  KSM subtracts rmap_items * sizeof(rmap_item); we
  *                  subtract what our metadata really costs
  * process_profit   (merging_pages + zero_pages) * page - rmap_items * 8
+ *                  (merging_pages: the zero-filled ones counted as
+ *                  merged included, as KSM's ksm_merging_pages)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -27,11 +32,12 @@
 
 void sp_stats_get(struct sp_engine *e, struct sp_stats *st)
 {
-	uint64_t busy;
+	uint64_t busy, zs;
 
 	pthread_mutex_lock(&e->lock);
-	st->pages_shared = e->stable.pages_shared;
-	st->pages_sharing = e->stable.pages_sharing;
+	zs = zero_shared(e);
+	st->pages_shared = e->stable.pages_shared + zs;
+	st->pages_sharing = e->stable.pages_sharing + e->c.zero_merged - zs;
 	st->pages_unshared = e->c.pages_unshared;
 	busy = st->pages_shared + st->pages_sharing + st->pages_unshared +
 	       e->c.pages_named;
@@ -55,6 +61,7 @@ void sp_stats_get(struct sp_engine *e, struct sp_stats *st)
 	st->scan_errors = e->c.scan_errors;
 	st->keys_skipped = e->c.keys_skipped;
 	st->keys_changed = e->c.keys_changed;
+	st->zero_merged = e->c.zero_merged;
 	pthread_mutex_unlock(&e->lock);
 }
 
@@ -64,9 +71,10 @@ void sp_space_stats_get(struct sp_engine *e, struct sp_space *s,
 	pthread_mutex_lock(&e->lock);
 	st->rmap_items = s->rmap_items;
 	st->zero_pages = s->zero_pages;
-	st->merging_pages = s->merging_pages;
+	st->merging_pages = s->merging_pages + s->zero_merged;
+	st->zero_merged = s->zero_merged;
 	st->process_profit =
-		(int64_t)((s->merging_pages + s->zero_pages) * SP_PAGE_SIZE) -
+		(int64_t)((st->merging_pages + s->zero_pages) * SP_PAGE_SIZE) -
 		(int64_t)(s->rmap_items * sizeof(struct sp_rec));
 	st->registered_pages = s->registered_pages;
 	pthread_mutex_unlock(&e->lock);
@@ -135,7 +143,7 @@ int sp_engine_verify(struct sp_engine *e, char *why, size_t whylen)
 	}
 	for (struct sp_space *s = e->spaces.next; s != &e->spaces;
 	     s = s->next) {
-		uint64_t pages, items = 0, merging = 0, zero = 0;
+		uint64_t pages, items = 0, merging = 0, zero = 0, zgroup = 0;
 
 		err = verify_regions(s, &pages, why, whylen);
 		if (err)
@@ -169,7 +177,9 @@ int sp_engine_verify(struct sp_engine *e, char *why, size_t whylen)
 					     page_addr(ch, i));
 				if (rs == REC_UNSTABLE)
 					c.pages_unshared++;
-				else if (rs == REC_ZERO)
+				else if (rs == REC_ZERO && r->link == REC_ZERO_GROUP)
+					zgroup++;
+				else if (rs == REC_ZERO && r->link == REC_ZERO_KERNEL)
 					zero++;
 				else if (rs == REC_NAMED) {
 					c.pages_named++;
@@ -195,16 +205,19 @@ int sp_engine_verify(struct sp_engine *e, char *why, size_t whylen)
 			items += live;
 		}
 		if (items != s->rmap_items || merging != s->merging_pages ||
-		    zero != s->zero_pages)
-			FAIL("space counters rmap_items %llu/%llu merging %llu/%llu zero %llu/%llu (recount/kept)",
+		    zero != s->zero_pages || zgroup != s->zero_merged)
+			FAIL("space counters rmap_items %llu/%llu merging %llu/%llu zero %llu/%llu zero merged %llu/%llu (recount/kept)",
 			     (unsigned long long)items,
 			     (unsigned long long)s->rmap_items,
 			     (unsigned long long)merging,
 			     (unsigned long long)s->merging_pages,
 			     (unsigned long long)zero,
-			     (unsigned long long)s->zero_pages);
+			     (unsigned long long)s->zero_pages,
+			     (unsigned long long)zgroup,
+			     (unsigned long long)s->zero_merged);
 		c.rmap_items += items;
 		c.ksm_zero_pages += zero;
+		c.zero_merged += zgroup;
 	}
 	if (reg_total != e->registered_pages)
 		FAIL("registered pages %llu, spaces hold %llu",
@@ -224,14 +237,17 @@ int sp_engine_verify(struct sp_engine *e, char *why, size_t whylen)
 	if (c.rmap_items != e->c.rmap_items ||
 	    c.pages_unshared != e->c.pages_unshared ||
 	    c.ksm_zero_pages != e->c.ksm_zero_pages ||
+	    c.zero_merged != e->c.zero_merged ||
 	    c.pages_named != e->c.pages_named)
-		FAIL("counters rmap_items %llu/%llu unshared %llu/%llu zero %llu/%llu named %llu/%llu (recount/kept)",
+		FAIL("counters rmap_items %llu/%llu unshared %llu/%llu zero %llu/%llu zero merged %llu/%llu named %llu/%llu (recount/kept)",
 		     (unsigned long long)c.rmap_items,
 		     (unsigned long long)e->c.rmap_items,
 		     (unsigned long long)c.pages_unshared,
 		     (unsigned long long)e->c.pages_unshared,
 		     (unsigned long long)c.ksm_zero_pages,
 		     (unsigned long long)e->c.ksm_zero_pages,
+		     (unsigned long long)c.zero_merged,
+		     (unsigned long long)e->c.zero_merged,
 		     (unsigned long long)c.pages_named,
 		     (unsigned long long)e->c.pages_named);
 out:

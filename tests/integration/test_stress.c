@@ -61,7 +61,7 @@ static char tmpdir[64] = "/tmp";
 
 struct wstats {
 	uint64_t writes, into_merged, waited, kernel_writes, dio, fixed_io;
-	uint64_t discards, bad;
+	uint64_t discards, into_zero, bad;
 	char why[160];
 };
 
@@ -85,18 +85,47 @@ static size_t base_index(size_t i)
 	return i % (NPAGE / 2);
 }
 
-static void page_of(void *buf, uint64_t seed, size_t i)
+/* Every eighth pair is zero-filled: those merge by release to the
+ * kernel's zero page (use_zero_pages 0: counted as KSM's merges). */
+static int base_zero(size_t i)
 {
-	rt_page(buf, seed, seed == 1000 ? base_index(i) : i);
+	return base_index(i) % 8 == 7;
 }
 
-static int merged_now(int pm, const void *p)
+static void page_of(void *buf, uint64_t seed, size_t i)
+{
+	if (seed == 1000 && base_zero(i))
+		memset(buf, 0, PS);
+	else
+		rt_page(buf, seed, seed == 1000 ? base_index(i) : i);
+}
+
+static uint64_t zero_pfn;	/* the kernel's zero page, 0 if PFNs hidden */
+
+static uint64_t pagemap_of(int pm, const void *p)
 {
 	uint64_t e = 0;
 
 	if (pread(pm, &e, 8, (off_t)((uintptr_t)p / PS) * 8) != 8)
 		return 0;
+	return e;
+}
+
+static int merged_now(int pm, const void *p)
+{
+	uint64_t e = pagemap_of(pm, p);
+
 	return (e >> 63) & 1 ? (int)((e >> 61) & 1) : 0;
+}
+
+/* Page @p was released: no page there, or the kernel's zero page. */
+static int released_now(int pm, const void *p)
+{
+	uint64_t e = pagemap_of(pm, p);
+
+	if (!((e >> 63) & 1))
+		return !((e >> 62) & 1);	/* neither present nor swapped */
+	return zero_pfn && (e & ((1ull << 55) - 1)) == zero_pfn;
 }
 
 /* Check page @i holds @seed's content with @patch at @off (len bytes). */
@@ -210,10 +239,12 @@ static void *writer(void *arg)
 		size_t off = (size_t)(rand_r(&seed) % (PS - 64));
 		unsigned char patch[64];
 		uint64_t t0;
-		int was_merged = merged_now(pm, p);
+		int was_merged, was_released;
 
 		if (i >= NPAGE)
 			continue;
+		was_merged = merged_now(pm, p);
+		was_released = base_zero(i) && released_now(pm, p);
 		for (size_t k = 0; k < sizeof(patch); k++)
 			patch[k] = (unsigned char)rand_r(&seed);
 		t0 = now_ns();
@@ -264,6 +295,7 @@ static void *writer(void *arg)
 			ws->waited++;	/* long enough to have met a hold */
 		ws->writes++;
 		ws->into_merged += was_merged;
+		ws->into_zero += was_released;
 		if (check(ws, i, patch, off, 64, "a write"))
 			break;
 		restore(i);
@@ -326,7 +358,7 @@ static void test_no_write_lost(void **state)
 	struct sp_agent_stats as;
 	const char *env = getenv("SP_STRESS_SECONDS");
 	unsigned seconds = env ? (unsigned)atoi(env) : 10;
-	uint64_t peak_sharing = 0;
+	uint64_t peak_sharing = 0, peak_zero = 0;
 	unsigned unmerges = 0;
 	uint64_t unmerge_ns = 0;
 	char why[256];
@@ -334,6 +366,17 @@ static void test_no_write_lost(void **state)
 
 	(void)state;
 	region = rt_map(NPAGE);
+	{
+		int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+		char *t = rt_map(1);
+		volatile char c = t[0];	/* maps the zero page */
+
+		(void)c;
+		zero_pfn = pm >= 0 ? pagemap_of(pm, t) & ((1ull << 55) - 1) : 0;
+		if (pm >= 0)
+			close(pm);
+		rt_release(t, 1);
+	}
 	for (size_t i = 0; i < NPAGE; i++) {
 		expect_seed[i] = base_seed(i);
 		restore(i);
@@ -362,6 +405,8 @@ static void test_no_write_lost(void **state)
 		st = rt_stats();
 		if (st.pages_sharing > peak_sharing)
 			peak_sharing = st.pages_sharing;
+		if (st.zero_merged > peak_zero)
+			peak_zero = st.zero_merged;
 		/* Every 3 s, unmerge everything under the writers' feet
 		 * (MADV_UNMERGEABLE, or KSM's run=2), then merge on. */
 		if (s % 30 == 29) {
@@ -394,6 +439,7 @@ static void test_no_write_lost(void **state)
 		tot.dio += w[k].st.dio;
 		tot.fixed_io += w[k].st.fixed_io;
 		tot.discards += w[k].st.discards;
+		tot.into_zero += w[k].st.into_zero;
 	}
 	assert_int_equal(sp_agent_set_run(A, 0), 0);
 	/* Every byte, once more. */
@@ -420,14 +466,17 @@ static void test_no_write_lost(void **state)
 		      "waited on a held page, %llu merges lost a race to a "
 		      "writer, %llu writes took over 200 us; %llu pages moved "
 		      "out, %llu move-outs refused (pinned or changing), peak "
-		      "pages_sharing %llu\n",
+		      "pages_sharing %llu; %llu writes hit a zero-filled page "
+		      "released to the zero page, peak %llu such pages\n",
 		      (unsigned long long)tot.into_merged,
 		      (unsigned long long)as.held_waits,
 		      (unsigned long long)st.merge_races,
 		      (unsigned long long)tot.waited,
 		      (unsigned long long)as.moves,
 		      (unsigned long long)as.moves_refused,
-		      (unsigned long long)peak_sharing);
+		      (unsigned long long)peak_sharing,
+		      (unsigned long long)tot.into_zero,
+		      (unsigned long long)peak_zero);
 	print_message("unmerged everything %u times under the writers (%.1f ms "
 		      "each): %llu pages rebuilt as plain anonymous memory\n",
 		      unmerges, unmerges ? unmerge_ns / 1e6 / unmerges : 0.0,
@@ -439,6 +488,7 @@ static void test_no_write_lost(void **state)
 	assert_true(tot.into_merged > 0);
 	assert_true(as.held_waits > 0 || st.merge_races > 0);
 	assert_true(peak_sharing > 0);
+	assert_true(peak_zero > 0 && tot.into_zero > 0);
 	assert_true(unmerges == 0 || as.rebuilt > 0);
 #ifdef HAVE_LIBURING
 	assert_true(tot.fixed_io > 0);

@@ -715,6 +715,33 @@ static void test_max_page_sharing(void **state)
 	munmap(f.x, 10 * PS);
 }
 
+/* Zero-filled pages at KSM's default (use_zero_pages 0): KSM merges
+ * them with each other, samepage releases them to the kernel's zero
+ * page; either way they end on one frame, as one mapping (a mapping
+ * per page would spend the process's map count), and a write gets a
+ * private page. */
+static void test_zero_filled(void **state)
+{
+	struct frames f = { map(N), N, 1 };
+	static const char zero[PS];
+
+	(void)state;
+	memset(f.x, 0, N * PS);		/* private zero-filled frames */
+	assert_true(pfn(f.x) != pfn(f.x + PS));
+	assert_int_equal(madvise(f.x, N * PS, MADV_MERGEABLE), 0);
+	assert_true(wait_for(frames_used, &f));
+	assert_int_equal(vmas_over(f.x, N * PS), 1);
+	f.x[PS] = 1;
+	assert_int_equal(f.x[PS], 1);
+	assert_true(pfn(f.x + PS) != pfn(f.x));
+	for (size_t i = 0; i < N; i++)
+		if (i != 1)
+			assert_memory_equal(f.x + i * PS, zero, PS);
+	assert_int_equal(madvise(f.x, N * PS, MADV_UNMERGEABLE), 0);
+	assert_int_equal(f.x[PS], 1);
+	munmap(f.x, N * PS);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest main_tests[] = {
@@ -734,6 +761,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_munmap_then_mmap_gives_zeros),
 		cmocka_unit_test(test_mremap_keeps_content),
 		cmocka_unit_test(test_mprotect_round_trip),
+		cmocka_unit_test(test_zero_filled),
 	};
 	const struct CMUnitTest zero_tests[] = {
 		cmocka_unit_test(test_zero_pages),

@@ -58,6 +58,8 @@ struct run {
 	unsigned nstep;		/* steps done */
 	int inject_on;
 	uint64_t injected, max_sharing_seen, merges_seen, races_seen;
+	uint64_t zero_merged_seen;	/* most zero-filled pages merged at a
+					 * quiet check (use_zero_pages 0) */
 	uint64_t dma_writes;
 	struct pin pin[MAXPIN];
 	unsigned npin;
@@ -186,8 +188,20 @@ static void check_memory(struct run *r)
 		}
 }
 
+/* The pages_shared that engine @e counts for its zero-filled pages
+ * (merged with use_zero_pages 0, on the kernel's zero page, no frame):
+ * one per max_page_sharing of them. */
+static uint64_t zero_shared_of(struct sp_engine *e, const struct sp_stats *st)
+{
+	uint64_t m;
+
+	assert_int_equal(sp_knob_get(e, SP_KNOB_MAX_PAGE_SHARING, &m), 0);
+	return (st->zero_merged + m - 1) / m;
+}
+
 /* After a pass with no writes at all, counters equal what frames show:
- * every page mapping a store frame is counted merging by its engine;
+ * every page mapping a store frame is counted merging by its engine,
+ * and so is every zero-filled page it merged (those map no frame);
  * every store frame alive is mapped, and is a stable page of one engine
  * or a page of the shared store. */
 static void check_quiet(struct run *r)
@@ -196,7 +210,7 @@ static void check_quiet(struct run *r)
 	sp_frame_t stable[NSP * NPG];
 	unsigned owner[NSP * NPG];	/* bit e: mapped by engine e's spaces */
 	unsigned nstable = 0, mapped = 0;
-	uint64_t merging = 0;
+	uint64_t merging = 0, zmerged = 0, zs;
 	struct sp_sim_counts c;
 
 	r->inject_on = 0;
@@ -212,6 +226,7 @@ static void check_quiet(struct run *r)
 
 		sp_space_stats_get(eng(r, s), r->h.s[s], &ss);
 		merging += ss.merging_pages;
+		zmerged += ss.zero_merged;
 		for (unsigned p = 0; p < NPG; p++) {
 			sp_frame_t f = h_frame(&r->h, s, p);
 			unsigned k;
@@ -229,17 +244,22 @@ static void check_quiet(struct run *r)
 		}
 	}
 	sp_sim_counts(r->h.sim, &c);
-	assert_int_equal(merging, mapped);
+	assert_int_equal(st.zero_merged + st2.zero_merged, zmerged);
+	zs = zero_shared_of(r->h.e, &st) + (r->e2 ? zero_shared_of(r->e2, &st2) : 0);
+	assert_int_equal(merging, mapped + zmerged);
 	assert_int_equal(st.pages_shared + st2.pages_shared + c.shared_frames,
-			 nstable);
+			 nstable + zs);
 	if (!r->shared)
-		assert_int_equal(st.pages_shared + st.pages_sharing, mapped);
+		assert_int_equal(st.pages_shared + st.pages_sharing,
+				 mapped + zmerged);
 	assert_int_equal(c.stable_frames, nstable);	/* nothing kept alive */
 	for (unsigned k = 0; k < nstable; k++)
 		if (owner[k] == 3) {
 			r->cross_seen++;
 			break;
 		}
+	if (zmerged > r->zero_merged_seen)
+		r->zero_merged_seen = zmerged;
 	if (mapped - nstable > r->merges_seen)
 		r->merges_seen = mapped - nstable;	/* pages saved */
 	if (st.stable_node_chains)
@@ -382,7 +402,7 @@ static void split_engines(struct run *r, const struct sp_backend_ops *ops)
 /* Totals over the seeds of one test_seeds call. */
 static struct {
 	uint64_t merges, writes_blocked, merge_races, pages_refused;
-	uint64_t dma_writes, uploads, cross;
+	uint64_t dma_writes, uploads, cross, zero_merged;
 } seen;
 
 static void one_run(uint64_t seed)
@@ -447,7 +467,8 @@ static void one_run(uint64_t seed)
 	print_message("seed %llu%s: %llu injected writes (%llu waited on a "
 		      "held page), %llu merge races, most pages saved %llu, "
 		      "%llu replace calls, %llu quiet checks saw chains, "
-		      "%llu DMA writes, %llu pages refused (pinned)\n",
+		      "%llu DMA writes, %llu pages refused (pinned), "
+		      "most zero-filled pages merged %llu\n",
 		      (unsigned long long)seed, r.shared ? " (shared)" : "",
 		      (unsigned long long)r.injected,
 		      (unsigned long long)c.writes_blocked,
@@ -456,7 +477,8 @@ static void one_run(uint64_t seed)
 		      (unsigned long long)st.replace_calls,
 		      (unsigned long long)r.max_sharing_seen,
 		      (unsigned long long)r.dma_writes,
-		      (unsigned long long)st.pages_refused);
+		      (unsigned long long)st.pages_refused,
+		      (unsigned long long)r.zero_merged_seen);
 	if (r.shared)
 		print_message("  shared store: %llu uploads, %llu pages named, "
 			      "%llu quiet checks saw a frame of both "
@@ -471,6 +493,7 @@ static void one_run(uint64_t seed)
 	seen.dma_writes += r.dma_writes;
 	seen.uploads += c.uploads;
 	seen.cross += r.cross_seen;
+	seen.zero_merged += r.zero_merged_seen;
 
 	/* Unregister everything: every page private again, no stable frame. */
 	sp_sim_set_injector(r.h.sim, NULL, NULL);
@@ -520,6 +543,7 @@ static void test_seeds(void **state)
 	assert_true(seen.merge_races > 0);
 	assert_true(seen.pages_refused > 0);
 	assert_true(seen.dma_writes > 0);
+	assert_true(seen.zero_merged > 0);
 	if (shared) {
 		assert_true(seen.uploads > 0);
 		assert_true(seen.cross > 0);

@@ -312,6 +312,8 @@ static void test_zero_pages_off(void **state)
 {
 	struct h h;
 	struct sp_stats st;
+	struct sp_space_stats ss;
+	struct sp_sim_counts c;
 
 	(void)state;
 	h_init(&h, 1);
@@ -320,10 +322,86 @@ static void test_zero_pages_off(void **state)
 		write_zero(&h, 0, p);
 	h_passes(&h, 2);
 	st = h_stats(&h);
-	/* Without use_zero_pages, zero pages merge like any other. */
+	/* Without use_zero_pages, zero pages merge with each other, as
+	 * KSM counts it: one shared, the rest sharing. */
 	assert_int_equal(st.pages_shared, 1);
 	assert_int_equal(st.pages_sharing, 7);
 	assert_int_equal(st.ksm_zero_pages, 0);
+	assert_int_equal(st.zero_merged, 8);
+	assert_int_equal(st.pages_unshared, 0);
+	sp_space_stats_get(h.e, h.s[0], &ss);
+	assert_int_equal(ss.merging_pages, 8);
+	assert_int_equal(ss.zero_pages, 0);
+	/* But the kernel's zero page stands for the stable page: no frame
+	 * at all, and no stable page made. */
+	for (unsigned p = 0; p < 8; p++)
+		assert_int_equal(h_frame(&h, 0, p), 0);
+	sp_sim_counts(h.sim, &c);
+	assert_int_equal(c.stable_frames, 0);
+	/* Shared content: the sharing limit is fixed now, as in KSM. */
+	assert_int_equal(sp_knob_set(h.e, SP_KNOB_MAX_PAGE_SHARING, 10),
+			 -EBUSY);
+	h_check(&h);
+
+	/* A write leaves the group; the rest stay merged. */
+	h_write(&h, 0, 3, 77);
+	h_passes(&h, 1);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_shared, 1);
+	assert_int_equal(st.pages_sharing, 6);
+	assert_true(h_is(&h, 0, 3, 77));
+	h_check(&h);
+
+	/* Switching use_zero_pages on changes only later merges. */
+	assert_int_equal(sp_knob_set(h.e, SP_KNOB_USE_ZERO_PAGES, 1), 0);
+	write_zero(&h, 0, 3);
+	h_passes(&h, 2);
+	st = h_stats(&h);
+	assert_int_equal(st.zero_merged, 7);
+	assert_int_equal(st.ksm_zero_pages, 1);
+	h_check(&h);
+
+	/* Unmerging gives every page a private frame back. */
+	assert_int_equal(sp_unregister(h.e, h.s[0], BASE, 8 * PS), 0);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_shared + st.pages_sharing, 0);
+	assert_int_equal(st.ksm_zero_pages + st.zero_merged, 0);
+	for (unsigned p = 0; p < 8; p++)
+		assert_int_not_equal(h_frame(&h, 0, p), 0);
+	h_check(&h);
+	h_fini(&h);
+}
+
+/* KSM's dups for zero-filled content: one shared per max_page_sharing;
+ * and, as KSM, a lone zero-filled page has nothing to merge with. */
+static void test_zero_pages_off_sharing(void **state)
+{
+	struct h h;
+	struct sp_stats st;
+
+	(void)state;
+	h_init(&h, 1);
+	assert_int_equal(sp_knob_set(h.e, SP_KNOB_MAX_PAGE_SHARING, 4), 0);
+	assert_int_equal(sp_knob_set(h.e, SP_KNOB_SMART_SCAN, 0), 0);
+	h_map(&h, 0, 12, NULL);
+	for (unsigned p = 0; p < 12; p++)
+		h_write(&h, 0, p, 500 + p);
+	write_zero(&h, 0, 5);
+	h_passes(&h, 3);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_shared + st.pages_sharing, 0);
+	assert_int_equal(st.zero_merged, 0);
+	assert_int_not_equal(h_frame(&h, 0, 5), 0);
+	h_check(&h);
+
+	for (unsigned p = 0; p < 10; p++)
+		write_zero(&h, 0, p);
+	h_passes(&h, 2);
+	st = h_stats(&h);
+	assert_int_equal(st.zero_merged, 10);
+	assert_int_equal(st.pages_shared, 3);	/* 4 + 4 + 2 */
+	assert_int_equal(st.pages_sharing, 7);
+	assert_true(h_is(&h, 0, 10, 510) && h_is(&h, 0, 11, 511));
 	h_check(&h);
 	h_fini(&h);
 }
@@ -1012,6 +1090,7 @@ int main(void)
 		cmocka_unit_test(test_small_limit),
 		cmocka_unit_test(test_zero_pages),
 		cmocka_unit_test(test_zero_pages_off),
+		cmocka_unit_test(test_zero_pages_off_sharing),
 		cmocka_unit_test(test_smart_scan),
 		cmocka_unit_test(test_smart_scan_off),
 		cmocka_unit_test(test_unmerge_restores_private_frames),

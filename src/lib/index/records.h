@@ -13,7 +13,12 @@
  *   bits 7-10  smart-scan remaining skips (0..8)
  *   bits 11-31 checksum: low 21 bits of XXH3-64 of the content last seen
  * and link, whose meaning depends on the state:
- *   SEEN, ZERO, NONE: unused (0)
+ *   SEEN, NONE: unused (0)
+ *   ZERO:     how the release is counted, fixed when it was made (KSM:
+ *             use_zero_pages "affects only later merges"):
+ *             REC_ZERO_KERNEL, use_zero_pages was 1: in ksm_zero_pages;
+ *             REC_ZERO_GROUP, it was 0: as a sharer of the process's
+ *             zero-filled content (scan/scan.c, "Zero-filled pages")
  *   UNSTABLE: while the page is in the unstable tree, the id of the
  *             next page on its chain, or SP_INIL (index/unstable.h: the
  *             chains run through the records); stale once a new pass
@@ -52,6 +57,9 @@ enum sp_rec_state {
 	REC_ZERO,	/* released to the zero page by the engine */
 	REC_NAMED,	/* maps the backend-named stable page @link */
 };
+
+/* The link of a REC_ZERO record. */
+enum { REC_ZERO_KERNEL = 0, REC_ZERO_GROUP = 1 };
 
 struct sp_rec {		/* 8 bytes: paid per scanned page */
 	uint32_t w;

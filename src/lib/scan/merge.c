@@ -145,6 +145,63 @@ static int hold(struct sp_engine *e, void *sbe, uintptr_t va0, unsigned i,
 	return 0;
 }
 
+/* Record @r of space @s is released to the zero page, counted as
+ * @zkind says (records.h).  The inverse of rec_leave_zero(). */
+static void commit_zero(struct sp_engine *e, struct sp_space *s,
+			struct sp_rec *r, uint32_t zkind)
+{
+	rec_set_state(r, REC_ZERO);
+	rec_set_age(r, 0);
+	rec_set_skips(r, 0);
+	r->link = zkind;
+	if (zkind == REC_ZERO_GROUP) {
+		s->zero_merged++;
+		e->c.zero_merged++;
+	} else {
+		s->zero_pages++;
+		e->c.ksm_zero_pages++;
+	}
+}
+
+/* Hold the single page at @va of @s and zap it if it is still all
+ * zeros.  Return: 1 if it was released. */
+static int zap_one(struct sp_engine *e, struct sp_space *s, uintptr_t va)
+{
+	uint8_t held = 0;
+	const void *p;
+	int ok = 0;
+
+	if (hold(e, s->be, va, 0, 1, &held))
+		return 0;
+	if (held) {
+		p = e->ops->peek(e->be, s->be, va, scratch(e, 2));
+		ok = p && !memcmp(p, zero_page, SP_PAGE_SIZE);
+		if (!ok)
+			e->c.merge_races++;
+		else if (e->ops->zap(e->be, s->be, va, 1))
+			ok = 0;
+	}
+	e->ops->unprotect(e->be, s->be, va, 1);
+	return ok;
+}
+
+/* The unstable zero-filled page that ZERO action @a paired with (phase 1
+ * took it out of the tree): released and counted in the group too, or
+ * back in the tree. */
+static void zero_partner(struct sp_engine *e, const struct sp_action *a)
+{
+	struct sp_chunk *qc = q_chunk(e, a);
+	struct sp_space *qs = qc->owner;
+	struct sp_rec *qr = &qc->rec[q_slot(a)];
+
+	if (zap_one(e, qs, q_va(e, a))) {
+		e->c.pages_unshared--;
+		commit_zero(e, qs, qr, REC_ZERO_GROUP);
+	} else {
+		sp_unstable_add(&e->unstable, qr, a->qid);
+	}
+}
+
 static void run_zero(struct sp_engine *e, struct sp_window *w, unsigned i,
 		     unsigned j)
 {
@@ -152,34 +209,31 @@ static void run_zero(struct sp_engine *e, struct sp_window *w, unsigned i,
 	uintptr_t va0 = act_va(w, &w->act[i]);
 	uint8_t held[SP_WINDOW];
 
-	if (hold(e, s->be, va0, i, j, held))
-		return;
-	for (unsigned k = i; k < j; k++) {
-		const void *p;
+	if (!hold(e, s->be, va0, i, j, held)) {
+		for (unsigned k = i; k < j; k++) {
+			const void *p;
 
-		if (!held[k - i])
-			continue;
-		p = e->ops->peek(e->be, s->be, act_va(w, &w->act[k]),
-				 scratch(e, 2));
-		w->act[k].ok = p && !memcmp(p, zero_page, SP_PAGE_SIZE);
-		if (!w->act[k].ok)
-			e->c.merge_races++;
-	}
+			if (!held[k - i])
+				continue;
+			p = e->ops->peek(e->be, s->be, act_va(w, &w->act[k]),
+					 scratch(e, 2));
+			w->act[k].ok = p && !memcmp(p, zero_page, SP_PAGE_SIZE);
+			if (!w->act[k].ok)
+				e->c.merge_races++;
+		}
 #define ZAP(a, n) e->ops->zap(e->be, s->be, act_va(w, &w->act[a]), (n))
-	FOR_SUBRUNS(w, i, j, ok, ZAP);
+		FOR_SUBRUNS(w, i, j, ok, ZAP);
 #undef ZAP
-	e->ops->unprotect(e->be, s->be, va0, j - i);
-	for (unsigned k = i; k < j; k++) {
-		struct sp_rec *r = act_rec(w, &w->act[k]);
-
-		if (!w->act[k].ok)
-			continue;
-		rec_set_state(r, REC_ZERO);
-		rec_set_age(r, 0);
-		rec_set_skips(r, 0);
-		s->zero_pages++;
-		e->c.ksm_zero_pages++;
+		e->ops->unprotect(e->be, s->be, va0, j - i);
 	}
+	for (unsigned k = i; k < j; k++)
+		if (w->act[k].ok)
+			commit_zero(e, s, act_rec(w, &w->act[k]),
+				    w->act[k].zkind);
+	/* Partners after the run's unprotect: one hold at a time. */
+	for (unsigned k = i; k < j; k++)
+		if (w->act[k].qid != SP_INIL)
+			zero_partner(e, &w->act[k]);
 }
 
 /* ---- joins ----------------------------------------------------------- */

@@ -14,7 +14,7 @@
  *   3. smart scan may skip a page that keeps failing to merge;
  *   4. the checksum must equal last pass's, else the page is volatile
  *      and nothing more is done this pass;
- *   5. with use_zero_pages, a zero-filled page is released;
+ *   5. a zero-filled page is released to the kernel's zero page (below);
  *   6. a page equal to a stable page with room joins it;
  *   7. otherwise the unstable tree is searched: an equal page there
  *      pairs with it into a new stable page; failing that the page is
@@ -37,6 +37,21 @@
  * page that phase 2 has yet to create, a pair's new stable node enters
  * the stable tree at once, NEW, with the key as its content (a staging
  * copy); phase 2 writes exactly that to the store.
+ *
+ * Zero-filled pages.  With use_zero_pages 1, KSM releases each to the
+ * kernel's zero page and counts it in ksm_zero_pages; with 0, it merges
+ * them with each other like any content: one stable page per
+ * max_page_sharing of them, counted in pages_shared and pages_sharing.
+ * Here the kernel's zero page stands for that stable page: a stable page
+ * of ours would cost a mapping per page (every sharer maps the same
+ * offset, and such mappings never coalesce), so that 32 MiB of zeros
+ * used 8,192 VMAs, an eighth of the process's limit, where a release
+ * costs none and keeps no page at all.  The counters stay KSM's: such a
+ * page (REC_ZERO with link REC_ZERO_GROUP) is counted as a sharer of the
+ * process's zero-filled content (zero_shared() says how many count as
+ * its stable pages), and as KSM, the first one waits for a partner: a
+ * lone zero-filled page enters the unstable tree, where the next pairs
+ * with it and both are released.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -73,12 +88,25 @@ void rec_leave_stable(struct sp_engine *e, struct sp_space *s,
 	}
 }
 
-static void rec_leave_zero(struct sp_engine *e, struct sp_space *s,
-			   struct sp_rec *r)
+void rec_leave_zero(struct sp_engine *e, struct sp_space *s,
+		    struct sp_rec *r)
 {
+	if (r->link == REC_ZERO_GROUP) {
+		s->zero_merged--;
+		e->c.zero_merged--;
+	} else {
+		s->zero_pages--;
+		e->c.ksm_zero_pages--;
+	}
 	rec_set_state(r, REC_SEEN);
-	s->zero_pages--;
-	e->c.ksm_zero_pages--;
+	r->link = 0;
+}
+
+uint64_t zero_shared(const struct sp_engine *e)
+{
+	uint64_t n = e->c.zero_merged, m = e->knob[SP_KNOB_MAX_PAGE_SHARING];
+
+	return (n + m - 1) / m;
 }
 
 void rec_drop(struct sp_engine *e, struct sp_space *s, struct sp_chunk *c,
@@ -246,7 +274,7 @@ static int stage(struct sp_engine *e, struct sp_window *w, const void *p)
  * with that checksum.  If none, deciding needs none of its bytes. */
 static int may_match(struct sp_engine *e, uint32_t csum, uint64_t h)
 {
-	if (e->knob[SP_KNOB_USE_ZERO_PAGES] && csum == e->zero_csum)
+	if (csum == e->zero_csum)
 		return 1;
 	if (sp_stable_has_hash(&e->stable, (uint32_t)h))
 		return 1;
@@ -307,6 +335,41 @@ static void unstable_enter(struct sp_engine *e, struct sp_window *w,
 	w->gaddr[k] = w->addr + ((uintptr_t)i << SP_PAGE_SHIFT);
 }
 
+/*
+ * Step 5: key @p of page @i is zero-filled.  With use_zero_pages it is
+ * released and counted as a zero page.  Otherwise it joins the
+ * process's zero-filled group if there is one (or one forms earlier in
+ * this window), else pairs with an unstable zero-filled page, which
+ * leaves the tree and is released with it (merge.c), else enters the
+ * tree itself (top of file).
+ */
+static void zero_decide(struct sp_engine *e, struct sp_window *w,
+			unsigned i, struct sp_rec *r, uint32_t self,
+			const void *p, uint64_t h)
+{
+	struct sp_action *a;
+	uint32_t q = SP_INIL;
+
+	if (!e->knob[SP_KNOB_USE_ZERO_PAGES] && !e->c.zero_merged &&
+	    !w->nzgroup) {
+		q = unstable_search(e, rec_csum(r), p, self);
+		if (q == SP_INIL) {
+			unstable_enter(e, w, i, r, self, h);
+			return;
+		}
+		sp_unstable_remove(&e->unstable,
+				   sp_unstable_rec(&e->unstable, q), q);
+	}
+	a = act_add(w, i, ACT_ZERO);
+	a->qid = q;
+	if (e->knob[SP_KNOB_USE_ZERO_PAGES]) {
+		a->zkind = REC_ZERO_KERNEL;
+	} else {
+		a->zkind = REC_ZERO_GROUP;
+		w->nzgroup++;
+	}
+}
+
 /* Steps 5-7 for a page whose checksum held; @p is its content as the
  * backend gave it, or NULL if only its hash @h was read. */
 static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
@@ -327,9 +390,8 @@ static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
 	p = take_key(e, w, i, r, p, h);
 	if (!p)
 		return;
-	if (e->knob[SP_KNOB_USE_ZERO_PAGES] && rec_csum(r) == e->zero_csum &&
-	    is_zero(p)) {
-		act_add(w, i, ACT_ZERO);
+	if (rec_csum(r) == e->zero_csum && is_zero(p)) {
+		zero_decide(e, w, i, r, self, p, h);
 		return;
 	}
 	if (sp_stable_search(st, (uint32_t)h, p,
@@ -526,6 +588,7 @@ static unsigned scan_window(struct sp_engine *e, struct sp_space *s,
 	w->n = (unsigned)((end - addr) >> SP_PAGE_SHIFT);
 	w->nact = 0;
 	w->nstage = 0;
+	w->nzgroup = 0;
 	if (e->ops->state(e->be, s->be, addr, w->n, w->st)) {
 		e->c.scan_errors++;
 		return 0;
