@@ -372,6 +372,58 @@ static void test_zero_pages_off(void **state)
 	h_fini(&h);
 }
 
+/* As KSM, a page equal to content already merged joins it at its first
+ * look, changed or new: only pairing in the unstable tree waits for a
+ * second look with the same checksum. */
+static void test_stable_first(void **state)
+{
+	struct h h;
+	struct sp_stats st;
+
+	(void)state;
+	h_init(&h, 1);
+	assert_int_equal(sp_knob_set(h.e, SP_KNOB_SMART_SCAN, 0), 0);
+	h_map(&h, 0, 16, NULL);
+	for (unsigned p = 0; p < 8; p++)
+		h_write(&h, 0, p, p < 2 ? 5 : 600 + p);
+	for (unsigned p = 2; p < 4; p++)
+		write_zero(&h, 0, p);
+	h_passes(&h, 2);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_shared, 2);	/* content 5, and zeros */
+	assert_int_equal(st.pages_sharing, 2);
+	h_check(&h);
+
+	/* Changed pages: one becomes content 5, one zero-filled. */
+	h_write(&h, 0, 4, 5);
+	write_zero(&h, 0, 5);
+	/* New pages (their first look): the same. */
+	h_write(&h, 0, 8, 5);
+	write_zero(&h, 0, 9);
+	/* And content 6 twice: it waits for a second look. */
+	h_write(&h, 0, 10, 6);
+	h_write(&h, 0, 11, 6);
+	h_passes(&h, 1);
+	st = h_stats(&h);
+	assert_int_equal(st.pages_shared, 2);
+	assert_int_equal(st.pages_sharing, 6);
+	assert_int_equal(st.zero_merged, 4);
+	assert_int_equal(h_frame(&h, 0, 4), h_frame(&h, 0, 0));
+	assert_int_equal(h_frame(&h, 0, 8), h_frame(&h, 0, 0));
+	assert_int_equal(h_frame(&h, 0, 5), 0);
+	assert_int_equal(h_frame(&h, 0, 9), 0);
+	assert_int_not_equal(h_frame(&h, 0, 10), h_frame(&h, 0, 11));
+	h_check(&h);
+	h_passes(&h, 1);
+	assert_int_equal(h_frame(&h, 0, 10), h_frame(&h, 0, 11));
+	for (unsigned p = 0; p < 12; p++)
+		assert_true(p == 2 || p == 3 || p == 5 || p == 9 ||
+			    h_is(&h, 0, p, p < 2 || p == 4 || p == 8 ? 5 :
+					   p >= 10 ? 6 : 600 + p));
+	h_check(&h);
+	h_fini(&h);
+}
+
 /* KSM's dups for zero-filled content: one shared per max_page_sharing;
  * and, as KSM, a lone zero-filled page has nothing to merge with. */
 static void test_zero_pages_off_sharing(void **state)
@@ -1091,6 +1143,7 @@ int main(void)
 		cmocka_unit_test(test_zero_pages),
 		cmocka_unit_test(test_zero_pages_off),
 		cmocka_unit_test(test_zero_pages_off_sharing),
+		cmocka_unit_test(test_stable_first),
 		cmocka_unit_test(test_smart_scan),
 		cmocka_unit_test(test_smart_scan_off),
 		cmocka_unit_test(test_unmerge_restores_private_frames),

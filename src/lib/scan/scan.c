@@ -13,7 +13,8 @@
  *      shows a private frame again) leaves its stable node;
  *   3. smart scan may skip a page that keeps failing to merge;
  *   4. the checksum must equal last pass's, else the page is volatile
- *      and nothing more is done this pass;
+ *      (or new) and only the stable tree is searched this pass, as KSM
+ *      searches it before the checksum test (stable_first());
  *   5. a zero-filled page is released to the kernel's zero page (below);
  *   6. a page equal to a stable page with room joins it;
  *   7. otherwise the unstable tree is searched: an equal page there
@@ -428,6 +429,47 @@ static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
 	sp_unstable_remove(&e->unstable, sp_unstable_rec(&e->unstable, q), q);
 }
 
+/*
+ * A page seen for the first time, or changed since last pass (@p its
+ * bytes if the backend gave them, @h their hash): KSM searches the
+ * stable tree before it looks at the checksum, so a page equal to
+ * content already merged joins it at once, however volatile; only the
+ * unstable tree needs two looks.  So here: a page whose hash a stable
+ * node has joins it if its bytes are that node's, and a zero-filled
+ * page joins the zero-filled group if there is one.  Most pages are in
+ * neither, and cost one lookup in the stable index.
+ */
+static void stable_first(struct sp_engine *e, struct sp_window *w,
+			 unsigned i, struct sp_rec *r, const void *p,
+			 uint64_t h)
+{
+	struct sp_stable *st = &e->stable;
+	int zero = rec_csum(r) == e->zero_csum &&
+		   !e->knob[SP_KNOB_USE_ZERO_PAGES] &&
+		   (e->c.zero_merged || w->nzgroup);
+	uint32_t match, d;
+	struct sp_action *a;
+
+	if (!zero && !sp_stable_has_hash(st, (uint32_t)h))
+		return;
+	p = take_key(e, w, i, r, p, h);
+	if (!p)
+		return;
+	if (zero && is_zero(p)) {
+		a = act_add(w, i, ACT_ZERO);
+		a->qid = SP_INIL;
+		a->zkind = REC_ZERO_GROUP;
+		w->nzgroup++;
+		return;
+	}
+	if (sp_stable_search(st, (uint32_t)h, p,
+			     e->knob[SP_KNOB_MAX_PAGE_SHARING], &match, &d) ||
+	    d == SP_INIL)
+		return;
+	sn(st, d)->pending++;
+	act_add(w, i, ACT_JOIN)->snode = d;
+}
+
 /* Phase 1 for page @i of the window.  Return: 1 if it counts as scanned. */
 static unsigned scan_page(struct sp_engine *e, struct sp_window *w,
 			  unsigned i)
@@ -514,6 +556,7 @@ static unsigned scan_page(struct sp_engine *e, struct sp_window *w,
 			w->hhash[w->nhint] = hash;
 			w->haddr[w->nhint++] = va;
 		}
+		stable_first(e, w, i, r, p, hash);
 		return 1;
 	}
 	decide(e, w, i, r, page_id(w->chunk, slot), p, hash);
