@@ -163,24 +163,28 @@ static void commit_zero(struct sp_engine *e, struct sp_space *s,
 	}
 }
 
+/* Whether the held page at @va of @s is still all zeros (if not, a
+ * writer got there first: a merge race). */
+static int still_zero(struct sp_engine *e, struct sp_space *s, uintptr_t va)
+{
+	const void *p = e->ops->peek(e->be, s->be, va, scratch(e, 2));
+
+	if (p && !memcmp(p, zero_page, SP_PAGE_SIZE))
+		return 1;
+	e->c.merge_races++;
+	return 0;
+}
+
 /* Hold the single page at @va of @s and zap it if it is still all
  * zeros.  Return: 1 if it was released. */
 static int zap_one(struct sp_engine *e, struct sp_space *s, uintptr_t va)
 {
 	uint8_t held = 0;
-	const void *p;
-	int ok = 0;
+	int ok;
 
 	if (hold(e, s->be, va, 0, 1, &held))
 		return 0;
-	if (held) {
-		p = e->ops->peek(e->be, s->be, va, scratch(e, 2));
-		ok = p && !memcmp(p, zero_page, SP_PAGE_SIZE);
-		if (!ok)
-			e->c.merge_races++;
-		else if (e->ops->zap(e->be, s->be, va, 1))
-			ok = 0;
-	}
+	ok = held && still_zero(e, s, va) && !e->ops->zap(e->be, s->be, va, 1);
 	e->ops->unprotect(e->be, s->be, va, 1);
 	return ok;
 }
@@ -210,17 +214,10 @@ static void run_zero(struct sp_engine *e, struct sp_window *w, unsigned i,
 	uint8_t held[SP_WINDOW];
 
 	if (!hold(e, s->be, va0, i, j, held)) {
-		for (unsigned k = i; k < j; k++) {
-			const void *p;
-
-			if (!held[k - i])
-				continue;
-			p = e->ops->peek(e->be, s->be, act_va(w, &w->act[k]),
-					 scratch(e, 2));
-			w->act[k].ok = p && !memcmp(p, zero_page, SP_PAGE_SIZE);
-			if (!w->act[k].ok)
-				e->c.merge_races++;
-		}
+		for (unsigned k = i; k < j; k++)
+			if (held[k - i])
+				w->act[k].ok = still_zero(e, s,
+							  act_va(w, &w->act[k]));
 #define ZAP(a, n) e->ops->zap(e->be, s->be, act_va(w, &w->act[a]), (n))
 		FOR_SUBRUNS(w, i, j, ok, ZAP);
 #undef ZAP

@@ -344,15 +344,37 @@ static void unstable_enter(struct sp_engine *e, struct sp_window *w,
  * leaves the tree and is released with it (merge.c), else enters the
  * tree itself (top of file).
  */
+/* Whether zero-filled pages merge as a group (use_zero_pages 0) and the
+ * group exists, or forms earlier in this window. */
+static int zero_group(const struct sp_engine *e, const struct sp_window *w)
+{
+	return !e->knob[SP_KNOB_USE_ZERO_PAGES] &&
+	       (e->c.zero_merged || w->nzgroup);
+}
+
+/* A ZERO action for page @i, with unstable partner @q (or SP_INIL),
+ * counted as use_zero_pages says now. */
+static void zero_act(struct sp_engine *e, struct sp_window *w, unsigned i,
+		     uint32_t q)
+{
+	struct sp_action *a = act_add(w, i, ACT_ZERO);
+
+	a->qid = q;
+	if (e->knob[SP_KNOB_USE_ZERO_PAGES]) {
+		a->zkind = REC_ZERO_KERNEL;
+	} else {
+		a->zkind = REC_ZERO_GROUP;
+		w->nzgroup++;
+	}
+}
+
 static void zero_decide(struct sp_engine *e, struct sp_window *w,
 			unsigned i, struct sp_rec *r, uint32_t self,
 			const void *p, uint64_t h)
 {
-	struct sp_action *a;
 	uint32_t q = SP_INIL;
 
-	if (!e->knob[SP_KNOB_USE_ZERO_PAGES] && !e->c.zero_merged &&
-	    !w->nzgroup) {
+	if (!e->knob[SP_KNOB_USE_ZERO_PAGES] && !zero_group(e, w)) {
 		q = unstable_search(e, rec_csum(r), p, self);
 		if (q == SP_INIL) {
 			unstable_enter(e, w, i, r, self, h);
@@ -361,14 +383,7 @@ static void zero_decide(struct sp_engine *e, struct sp_window *w,
 		sp_unstable_remove(&e->unstable,
 				   sp_unstable_rec(&e->unstable, q), q);
 	}
-	a = act_add(w, i, ACT_ZERO);
-	a->qid = q;
-	if (e->knob[SP_KNOB_USE_ZERO_PAGES]) {
-		a->zkind = REC_ZERO_KERNEL;
-	} else {
-		a->zkind = REC_ZERO_GROUP;
-		w->nzgroup++;
-	}
+	zero_act(e, w, i, q);
 }
 
 /* Steps 5-7 for a page whose checksum held; @p is its content as the
@@ -444,11 +459,8 @@ static void stable_first(struct sp_engine *e, struct sp_window *w,
 			 uint64_t h)
 {
 	struct sp_stable *st = &e->stable;
-	int zero = rec_csum(r) == e->zero_csum &&
-		   !e->knob[SP_KNOB_USE_ZERO_PAGES] &&
-		   (e->c.zero_merged || w->nzgroup);
+	int zero = rec_csum(r) == e->zero_csum && zero_group(e, w);
 	uint32_t match, d;
-	struct sp_action *a;
 
 	if (!zero && !sp_stable_has_hash(st, (uint32_t)h))
 		return;
@@ -456,10 +468,7 @@ static void stable_first(struct sp_engine *e, struct sp_window *w,
 	if (!p)
 		return;
 	if (zero && is_zero(p)) {
-		a = act_add(w, i, ACT_ZERO);
-		a->qid = SP_INIL;
-		a->zkind = REC_ZERO_GROUP;
-		w->nzgroup++;
+		zero_act(e, w, i, SP_INIL);
 		return;
 	}
 	if (sp_stable_search(st, (uint32_t)h, p,
