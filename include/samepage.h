@@ -302,6 +302,12 @@ SP_API int sp_engine_verify(struct sp_engine *e, char *why, size_t whylen);
 typedef uint32_t sp_spage_t;
 #define SP_SPAGE_NONE ((sp_spage_t)UINT32_MAX)
 
+/* What ops->look() is asked for each page (bits). */
+enum sp_look {
+	SP_LOOK_FIRST = 1,	/* the page's first look: a hint to others */
+	SP_LOOK_FIND = 2,	/* name a shared page holding its content */
+};
+
 /* What a virtual page holds, as reported by ops->state(). */
 enum sp_pstate {
 	SP_PS_UNMAPPED = 0,	/* no mapping at this address */
@@ -424,17 +430,26 @@ struct sp_backend_ops {
 	 * named). */
 	int (*lookup)(void *be, void *space, size_t n, const uintptr_t *addr,
 		      const uint64_t *hash, sp_spage_t *out);
-	/* Optional (may be NULL).  Pages of one window seen for the first
-	 * time (no record yet): @hash[i] is the XXH3-64 of the page at
-	 * @addr[i] as it was read.  Nothing merges before a page's second
-	 * look, but a backend with a store shared with other processes may
-	 * already say that the content exists here, so that two processes
-	 * holding it pair up before their second look rather than at it.
-	 * The engine expects nothing back and keeps no state for it; the
-	 * page may change at any time.  May block (a send to a daemon).
-	 * Return: 0 or -errno (ignored). */
-	int (*hint)(void *be, void *space, size_t n, const uintptr_t *addr,
-		    const uint64_t *hash);
+	/* Optional (may be NULL).  Pages of one window looked at for the
+	 * first time (no record yet) or changed since their last look, that
+	 * found nothing to join in the engine: @hash[i] is the XXH3-64 of
+	 * the page at @addr[i] as it was read, @how[i] says what is asked
+	 * (SP_LOOK_*).  SP_LOOK_FIND: as KSM searches its stable tree before
+	 * it tests the checksum, the backend may name in out[i] a page of a
+	 * store shared with other processes that already holds content of
+	 * that hash, as lookup() does, but must not make one or ask for one
+	 * to be made (the page may change at any time: only the unstable
+	 * tree's second look shows it stable); each page named carries one
+	 * reference, as for lookup(), and the engine compares bytes before
+	 * anything is mapped.  SP_LOOK_FIRST: a first look; a backend with a
+	 * shared store may already tell the other processes that this
+	 * content exists here, so that two processes holding it pair up
+	 * before their second look rather than at it; the engine keeps no
+	 * state for it.  out[i] is SP_SPAGE_NONE where nothing is named.
+	 * May block (a round trip to a daemon).  Return: 0 or -errno
+	 * (nothing named). */
+	int (*look)(void *be, void *space, size_t n, const uintptr_t *addr,
+		    const uint64_t *hash, const uint8_t *how, sp_spage_t *out);
 };
 
 /* ===================================================================== */
@@ -473,7 +488,8 @@ struct sp_sim_counts {
 	uint64_t writes_blocked;	/* writes that had to wait for unprotect */
 	/* The shared store (sp_sim_shared_ops): */
 	uint64_t shared_frames;		/* shared store pages alive */
-	uint64_t shared_named;		/* references lookup handed out */
+	uint64_t shared_named;		/* references lookup and look handed out */
+	uint64_t look_named;		/* of which look (SP_LOOK_FIND) */
 	uint64_t uploads;		/* pages lookup read for the store */
 	uint64_t nominations;		/* contents lookup saw first */
 };

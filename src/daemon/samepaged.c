@@ -224,7 +224,11 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static int do_lookup(struct client *c, const uint64_t *h, uint32_t n)
+/* LOOKUP (@nominate 1) or FIND (0) of hashes @h[0, n): a reference to
+ * each stored page, taken for the client; for LOOKUP, a hash not stored
+ * is nominated, and UPLOAD answered if another client nominated it. */
+static int do_lookup(struct client *c, const uint64_t *h, uint32_t n,
+		     int nominate)
 {
 	struct spp_ref *r = (struct spp_ref *)d.out;
 
@@ -234,7 +238,8 @@ static int do_lookup(struct client *c, const uint64_t *h, uint32_t n)
 
 		if (g != ST_NONE && !take(c, g))
 			r[i] = ref_of(g);
-		else if (g == ST_NONE && store_nominate(c->dom->st, h[i], c->id))
+		else if (g == ST_NONE && nominate &&
+			 store_nominate(c->dom->st, h[i], c->id))
 			r[i] = (struct spp_ref){ SPP_SEG_UPLOAD, 0 };
 		else
 			r[i] = (struct spp_ref){ SPP_SEG_NONE, 0 };
@@ -472,7 +477,10 @@ static int handle(struct client *c, size_t len)
 	}
 	case SPP_LOOKUP:
 		return do_lookup(c, (const uint64_t *)(const void *)body,
-				 h.count);
+				 h.count, 1);
+	case SPP_FIND:
+		return do_lookup(c, (const uint64_t *)(const void *)body,
+				 h.count, 0);
 	case SPP_INTERN:
 		return do_intern(c, body, h.count);
 	case SPP_UNREF:

@@ -87,10 +87,14 @@ struct sp_window {
 	uint64_t ghash[SP_WINDOW];
 	uintptr_t gaddr[SP_WINDOW];
 	sp_spage_t gout[SP_WINDOW];
-	/* Pages seen for the first time, for ops->hint: hash, address. */
-	unsigned nhint;
-	uint64_t hhash[SP_WINDOW];
-	uintptr_t haddr[SP_WINDOW];
+	/* Pages looked at for the first time, or changed, for ops->look:
+	 * window slot, hash, address, what is asked (SP_LOOK_*), answer. */
+	unsigned nlook;
+	uint16_t lslot[SP_WINDOW];
+	uint64_t lhash[SP_WINDOW];
+	uintptr_t laddr[SP_WINDOW];
+	uint8_t lhow[SP_WINDOW];
+	sp_spage_t lout[SP_WINDOW];
 };
 
 /* Global counters kept by the scan (the stable ones live in e->stable). */

@@ -109,6 +109,7 @@ static int shape(uint32_t type, size_t *item, uint32_t *min, uint32_t *max)
 	case SPP_GETSEG: *item = sizeof(uint32_t); break;
 	case SPP_SEG: *item = sizeof(struct spp_seg); break;
 	case SPP_LOOKUP:
+	case SPP_FIND:
 	case SPP_NOMINATE:
 	case SPP_HINT:
 		*item = sizeof(uint64_t);

@@ -29,6 +29,12 @@
  *                                             client), NONE, or UPLOAD (some
  *                                             other process nominated the
  *                                             same hash: send the bytes)
+ *   FIND    c->d  count x u64 hash         d: LOOKUP_R count x spp_ref:
+ *                                             as LOOKUP, for pages not yet
+ *                                             seen stable: a stored page
+ *                                             (a reference now held) or
+ *                                             NONE; never nominates, never
+ *                                             asks for an upload
  *   INTERN  c->d  count x 4096 bytes       d: INTERN_R count x spp_ref
  *                                             (an existing page with equal
  *                                             bytes, or a new one; NONE if
@@ -48,7 +54,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define SPP_VERSION 4
+#define SPP_VERSION 5
 #define SPP_MAX_MSG (64u * 1024)	/* largest message, header included */
 #define SPP_PAGE 4096u
 #define SPP_MAX_INTERN 15u		/* pages per INTERN (fits SPP_MAX_MSG) */
@@ -68,6 +74,7 @@ enum spp_type {
 	SPP_GETDIR, SPP_DIR,
 	SPP_NOMINATE,
 	SPP_HINT,
+	SPP_FIND,
 	SPP_TYPE_END
 };
 

@@ -7,6 +7,9 @@
  * SCENARIO:
  *   share      two unrelated programs with the same data (unique inside
  *              each) end on one frame per page; Pss of both drops
+ *   late       a third program that starts once two have merged that
+ *              data finds it in its first pass, as KSM finds stable
+ *              pages at a first look (its next pass is a minute away)
  *   grow       the daemon's directory grows under two processes that
  *              map it: they map the new one and still merge new data
  *   kill       SIGKILL of the daemon while writers run: the programs
@@ -224,6 +227,9 @@ static unsigned kid_uid;
 /* The content seed of the kids spawn() starts: equal seeds, equal data. */
 static const char *kid_seed = "42";
 
+/* Their pages_to_scan and sleep_millisecs. */
+static const char *kid_pages = "4096", *kid_sleep = "1";
+
 static void spawn(struct kid *k, unsigned mib, unsigned writers)
 {
 	int to[2], from[2];
@@ -249,14 +255,14 @@ static void spawn(struct kid *k, unsigned mib, unsigned writers)
 			execl("/usr/bin/setpriv", "setpriv", u, g,
 			      "--clear-groups", "--inh-caps=+sys_ptrace",
 			      "--ambient-caps=+sys_ptrace", samepage_bin, "run",
-			      "--pages-to-scan", "4096", "--sleep-millisecs",
-			      "1", "--", self, "child", kid_seed, mibs, ws,
+			      "--pages-to-scan", kid_pages, "--sleep-millisecs",
+			      kid_sleep, "--", self, "child", kid_seed, mibs, ws,
 			      (char *)NULL);
 			_exit(127);
 		}
-		execl(samepage_bin, "samepage", "run", "--pages-to-scan", "4096",
-		      "--sleep-millisecs", "1", "--", self, "child", kid_seed,
-		      mibs, ws, (char *)NULL);
+		execl(samepage_bin, "samepage", "run", "--pages-to-scan",
+		      kid_pages, "--sleep-millisecs", kid_sleep, "--", self,
+		      "child", kid_seed, mibs, ws, (char *)NULL);
 		_exit(127);
 	}
 	close(to[0]);
@@ -432,6 +438,45 @@ static int scenario_share(void)
 
 static long long wait_stat(pid_t pid, const char *name, long long lo,
 			   long long hi, double secs);
+static long long stat_of(pid_t pid, const char *name);
+
+/* A program that starts after two others merged the data it holds maps
+ * the shared store's pages at its first look.  Its scanner does a whole
+ * pass in one batch (pages_to_scan above the domain's pages) and then
+ * sleeps a minute, so every page it merges within the 30 s below merged
+ * in its first pass; before pages were looked for in the store at a
+ * first look, none did. */
+static int scenario_late(void)
+{
+	struct kid a, b, c;
+	size_t s;
+	double t0;
+
+	start_daemon();
+	spawn(&a, 16, 0);
+	spawn(&b, 16, 0);
+	s = wait_shared(&a, a.addr, &b, b.addr, a.n, a.n, 60);
+	if (s != a.n)
+		FAIL("only %zu of %zu pages merged before the late start", s,
+		     a.n);
+	kid_pages = "100000";
+	kid_sleep = "60000";
+	t0 = now();
+	spawn(&c, 16, 0);
+	kid_pages = "4096";
+	kid_sleep = "1";
+	s = wait_shared(&a, a.addr, &c, c.addr, a.n, a.n, 30);
+	printf("late: %zu of %zu pages of the late process on the others' "
+	       "frames %.2f s after it started; full_scans %lld\n", s, a.n,
+	       now() - t0, stat_of(c.pid, "full_scans"));
+	if (s != a.n)
+		FAIL("the late process merged %zu of %zu pages in its first "
+		     "pass", s, a.n);
+	finish(&c);
+	finish(&a);
+	finish(&b);
+	return 0;
+}
 
 /* Bytes of the daemon's directory that process @pid maps (0: none). */
 static size_t dir_mapped(pid_t pid)
@@ -1063,7 +1108,7 @@ int main(int argc, char **argv)
 		return child(argc, argv);
 	if (argc != 4) {
 		fprintf(stderr, "usage: test_cross SAMEPAGE SAMEPAGED "
-				"share|kill|writers|malformed|control|"
+				"share|late|kill|writers|malformed|control|"
 				"reclaim|domain\n");
 		return 2;
 	}
@@ -1094,6 +1139,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (!strcmp(argv[3], "share"))
 		r = scenario_share();
+	else if (!strcmp(argv[3], "late"))
+		r = scenario_late();
 	else if (!strcmp(argv[3], "grow"))
 		r = scenario_grow();
 	else if (!strcmp(argv[3], "kill"))

@@ -402,7 +402,7 @@ static void split_engines(struct run *r, const struct sp_backend_ops *ops)
 /* Totals over the seeds of one test_seeds call. */
 static struct {
 	uint64_t merges, writes_blocked, merge_races, pages_refused;
-	uint64_t dma_writes, uploads, cross, zero_merged;
+	uint64_t dma_writes, uploads, cross, zero_merged, look_named;
 } seen;
 
 static void one_run(uint64_t seed)
@@ -480,10 +480,12 @@ static void one_run(uint64_t seed)
 		      (unsigned long long)st.pages_refused,
 		      (unsigned long long)r.zero_merged_seen);
 	if (r.shared)
-		print_message("  shared store: %llu uploads, %llu pages named, "
-			      "%llu quiet checks saw a frame of both "
-			      "engines\n", (unsigned long long)c.uploads,
+		print_message("  shared store: %llu uploads, %llu pages named "
+			      "(%llu at a first or changed look), %llu quiet "
+			      "checks saw a frame of both engines\n",
+			      (unsigned long long)c.uploads,
 			      (unsigned long long)c.shared_named,
+			      (unsigned long long)c.look_named,
 			      (unsigned long long)r.cross_seen);
 	/* What the runs exercised, summed over the seeds (test_seeds). */
 	seen.merges += r.merges_seen;
@@ -494,6 +496,7 @@ static void one_run(uint64_t seed)
 	seen.uploads += c.uploads;
 	seen.cross += r.cross_seen;
 	seen.zero_merged += r.zero_merged_seen;
+	seen.look_named += c.look_named;
 
 	/* Unregister everything: every page private again, no stable frame. */
 	sp_sim_set_injector(r.h.sim, NULL, NULL);
@@ -547,6 +550,7 @@ static void test_seeds(void **state)
 	if (shared) {
 		assert_true(seen.uploads > 0);
 		assert_true(seen.cross > 0);
+		assert_true(seen.look_named > 0);
 	}
 }
 

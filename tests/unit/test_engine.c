@@ -910,12 +910,16 @@ static struct {
 } hints;
 
 static int record_hint(void *be, void *space, size_t n, const uintptr_t *addr,
-		       const uint64_t *hash)
+		       const uint64_t *hash, const uint8_t *how,
+		       sp_spage_t *out)
 {
 	(void)be;
 	(void)space;
 	hints.calls++;
 	for (size_t i = 0; i < n; i++) {
+		out[i] = SP_SPAGE_NONE;
+		if (!(how[i] & SP_LOOK_FIRST))
+			continue;
 		assert_true(hints.pages < 64);
 		hints.addr[hints.pages] = addr[i];
 		hints.hash[hints.pages++] = hash[i];
@@ -935,7 +939,7 @@ static void test_first_look_hints(void **state)
 
 	(void)state;
 	ops = sp_sim_ops;
-	ops.hint = record_hint;
+	ops.look = record_hint;
 	memset(&hints, 0, sizeof(hints));
 	h_init_ops(&h, 1, &ops);
 	h_map(&h, 0, 6, vals);
@@ -1131,10 +1135,135 @@ static void test_shared_store_across_engines(void **state)
 	h_fini(&h);
 }
 
+/* A process of its own over @h's simulator (an engine, a space), with
+ * @n pages at BASE holding vals[k], registered. */
+struct proc {
+	struct sp_engine *e;
+	struct sp_sim_space *sp;
+	struct sp_space *s;
+};
+
+static void proc_new(struct h *h, struct proc *p, unsigned n,
+		     const uint64_t *vals)
+{
+	struct sp_engine_config cfg = { .ops = &sp_sim_shared_ops };
+
+	cfg.be = h->sim;
+	assert_int_equal(sp_engine_new(&cfg, &p->e), 0);
+	assert_int_equal(sp_sim_space_new(h->sim, &p->sp), 0);
+	assert_int_equal(sp_space_add(p->e, p->sp, &p->s), 0);
+	assert_int_equal(sp_sim_map(h->sim, p->sp, BASE, n * PS,
+				    SP_SIM_PRIVATE), 0);
+	for (unsigned k = 0; k < n; k++) {
+		unsigned char page[PS];
+
+		h_fill(page, vals[k]);
+		assert_int_equal(sp_sim_write(h->sim, p->sp, BASE + k * PS,
+					      page, PS), 0);
+	}
+	assert_int_equal(sp_register(p->e, p->s, BASE, n * PS), 0);
+}
+
+static void proc_pass(struct proc *p)
+{
+	char why[256];
+
+	while (sp_scan(p->e, 1000) > 0)
+		;
+	assert_int_equal(sp_engine_verify(p->e, why, sizeof(why)), 0);
+}
+
+static void proc_free(struct h *h, struct proc *p)
+{
+	sp_sim_space_free(h->sim, p->sp);
+	sp_space_remove(p->e, p->s);
+	sp_engine_free(p->e);
+}
+
+/*
+ * A process that starts after others merged a content into the shared
+ * store finds it at its first look, as KSM merges a page equal to a
+ * stable page at its first look (ops->look, SP_LOOK_FIND): one pass,
+ * not two.  So does a page rewritten with such content.  A content the
+ * store does not hold still waits for its second look, and a first
+ * look asks for nothing to be stored (no nomination, no upload).
+ */
+static void test_shared_first_look(void **state)
+{
+	uint64_t vals[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+	uint64_t late[10] = { 1, 2, 3, 4, 5, 6, 7, 8, 20, 21 };
+	struct sp_sim_counts c0, c;
+	struct sp_space_stats ss;
+	struct proc p2, p3;
+	struct h h;
+
+	(void)state;
+	h_init_ops(&h, 1, &sp_sim_shared_ops);
+	h_map(&h, 0, 8, vals);
+	proc_new(&h, &p2, 8, vals);
+	for (unsigned round = 0; round < 3; round++) {
+		h_passes(&h, 1);
+		proc_pass(&p2);
+	}
+	for (unsigned k = 0; k < 8; k++)
+		assert_int_equal(sp_sim_frame_of(h.sim, p2.sp, BASE + k * PS),
+				 h_frame(&h, 0, k));
+
+	sp_sim_counts(h.sim, &c0);
+	proc_new(&h, &p3, 10, late);
+	proc_pass(&p3);				/* its first pass */
+	sp_sim_counts(h.sim, &c);
+	assert_int_equal(c.look_named - c0.look_named, 8);
+	assert_int_equal(c.nominations, c0.nominations);
+	assert_int_equal(c.uploads, c0.uploads);
+	for (unsigned k = 0; k < 8; k++) {
+		assert_int_equal(sp_sim_frame_of(h.sim, p3.sp, BASE + k * PS),
+				 h_frame(&h, 0, k));
+		assert_true(h_is(&h, 0, k, vals[k]));
+	}
+	for (unsigned k = 8; k < 10; k++)
+		assert_false(sp_sim_frame_is_stable(
+			h.sim, sp_sim_frame_of(h.sim, p3.sp, BASE + k * PS)));
+	sp_space_stats_get(p3.e, p3.s, &ss);
+	assert_int_equal(ss.merging_pages, 8);
+
+	/* Page 8 rewritten with stored content 3: it joins at the look that
+	 * sees it changed.  Page 9 rewritten with content nobody holds:
+	 * nothing yet. */
+	{
+		unsigned char page[PS];
+
+		h_fill(page, 3);
+		assert_int_equal(sp_sim_write(h.sim, p3.sp, BASE + 8 * PS,
+					      page, PS), 0);
+		h_fill(page, 30);
+		assert_int_equal(sp_sim_write(h.sim, p3.sp, BASE + 9 * PS,
+					      page, PS), 0);
+	}
+	proc_pass(&p3);
+	assert_int_equal(sp_sim_frame_of(h.sim, p3.sp, BASE + 8 * PS),
+			 h_frame(&h, 0, 2));
+	assert_false(sp_sim_frame_is_stable(
+		h.sim, sp_sim_frame_of(h.sim, p3.sp, BASE + 9 * PS)));
+	sp_sim_counts(h.sim, &c);
+	assert_int_equal(c.look_named - c0.look_named, 9);
+	assert_int_equal(c.nominations, c0.nominations);
+
+	/* The late process goes: its references come back, the store
+	 * pages stay for the two that map them. */
+	proc_free(&h, &p3);
+	sp_sim_counts(h.sim, &c);
+	assert_int_equal(c.shared_frames, 8);
+	proc_free(&h, &p2);
+	h_check(&h);
+	h_fini(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_merge_after_two_passes),
+		cmocka_unit_test(test_shared_first_look),
 		cmocka_unit_test(test_volatile_never_merges),
 		cmocka_unit_test(test_write_after_merge),
 		cmocka_unit_test(test_unmerge_by_writes),

@@ -46,6 +46,11 @@ static void test_shapes(void **state)
 	assert_int_equal(spp_check(buf, msg(SPP_LOOKUP, 3, 24)), 0);
 	assert_int_equal(spp_check(buf, msg(SPP_LOOKUP, 3, 16)), -EBADMSG);
 	assert_int_equal(spp_check(buf, msg(SPP_LOOKUP, 0, 0)), -EBADMSG);
+	assert_int_equal(spp_check(buf, msg(SPP_FIND, 3, 24)), 0);
+	assert_int_equal(spp_check(buf, msg(SPP_FIND, 3, 32)), -EBADMSG);
+	assert_int_equal(spp_check(buf, msg(SPP_FIND, SPP_MAX_ITEMS + 1,
+					    (SPP_MAX_ITEMS + 1) * 8)),
+			 -EBADMSG);
 	assert_int_equal(spp_check(buf, msg(SPP_NOMINATE, SPP_MAX_ITEMS,
 					    SPP_MAX_ITEMS * 8)), 0);
 	assert_int_equal(spp_check(buf, msg(SPP_NOMINATE, SPP_MAX_ITEMS + 1,

@@ -39,7 +39,7 @@ const struct sp_backend_ops lx_ops = {
 	.stable_peek = lx_stable_peek,
 	.stable_release = lx_stable_release,
 	.lookup = lx_lookup,
-	.hint = lx_hint,
+	.look = lx_look,
 };
 
 static long read_long(const char *path, long dflt)

@@ -266,11 +266,12 @@ void lx_client_free(struct sp_linux *lx);
 /* ops->lookup: names stable pages of the shared store (see samepage.h). */
 int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
 	      const uint64_t *hash, sp_spage_t *out);
-/* ops->hint: first sightings nominated, so that two processes with a
- * content pair up before their second look (see samepage.h).  Blocks
- * at most on one send to the daemon. */
-int lx_hint(void *be, void *space, size_t n, const uintptr_t *addr,
-	    const uint64_t *hash);
+/* ops->look: stored contents named (one FIND round trip for the window
+ * if the directory shows any), first looks hinted, so that two
+ * processes with a content pair up before their second look (see
+ * samepage.h).  Blocks on that round trip and on one send at most. */
+int lx_look(void *be, void *space, size_t n, const uintptr_t *addr,
+	    const uint64_t *hash, const uint8_t *how, sp_spage_t *out);
 /* lx_client_release - the engine stopped using a page of a global seg. */
 void lx_client_release(struct sp_linux *lx, struct lx_seg *seg, uint32_t page);
 /*

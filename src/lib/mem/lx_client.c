@@ -582,29 +582,63 @@ int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
 	return 0;
 }
 
+/* FIND the @nask hashes @ask (pages not seen stable yet, that the
+ * directory shows stored), for pages @at[] of @out: each stored page
+ * named is adopted, nothing else happens.  Return: 0, or -1 if the
+ * connection failed. */
+static int find_stored(struct sp_linux *lx, const uint64_t *ask,
+		       const unsigned *at, unsigned nask, sp_spage_t *out)
+{
+	struct lx_client *c = &lx->cl;
+	struct spp_ref r[LX_HOLD_MAX];
+	ssize_t got = spp_call(c->sock, SPP_FIND, nask, ask, nask * 8,
+			       SPP_LOOKUP_R, c->buf, NULL);
+
+	if (got != (ssize_t)(sizeof(struct spp_hdr) + nask * sizeof(*r))) {
+		cl_down(lx);
+		return -1;
+	}
+	memcpy(r, c->buf + sizeof(struct spp_hdr), nask * sizeof(*r));
+	for (unsigned k = 0; k < nask && c->sock >= 0; k++)
+		if (r[k].seg != SPP_SEG_NONE && r[k].seg != SPP_SEG_UPLOAD)
+			out[at[k]] = adopt(lx, &r[k]);
+	return 0;
+}
+
 /*
- * Hashes of pages seen for the first time (ops->hint).  Nothing merges
- * at a first look, but two processes that hold the same content can
- * find each other one pass earlier: hashes unknown to the directory, or
- * nominated by another process only, go to the daemon as a HINT (one
- * way), and when two processes hinted (or one hinted, one nominated)
- * the same hash the daemon marks it PAIRED.  At their next look both
- * see PAIRED: the first to get there uploads and maps it, the other
- * finds it stored, and both merge at their second look, as pages of one
- * process do.  Without this, the second process uploads at its second
- * look and the first can map the page only at its third.  Stored,
- * PAIRED and our own hashes cost nothing now.
+ * Pages looked at for the first time, or changed (ops->look).
+ *
+ * SP_LOOK_FIND: a page whose hash the directory shows stored is asked
+ * for (FIND, one round trip for the window, only if there is one), so
+ * that a process that starts after others, or a page rewritten with
+ * content they share, merges at its first look as KSM merges a page
+ * equal to a stable page; the daemon never nominates or asks for the
+ * bytes of such a page, which may be volatile.
+ *
+ * SP_LOOK_FIRST: nothing else merges at a first look, but two
+ * processes that hold the same content can find each other one pass
+ * earlier: hashes unknown to the directory, or nominated by another
+ * process only, go to the daemon as a HINT (one way), and when two
+ * processes hinted (or one hinted, one nominated) the same hash the
+ * daemon marks it PAIRED.  At their next look both see PAIRED: the
+ * first to get there uploads and maps it, the other finds it stored,
+ * and both merge at their second look, as pages of one process do.
+ * Without this, the second process uploads at its second look and the
+ * first can map the page only at its third.  PAIRED and our own hashes
+ * cost nothing now.
  */
-int lx_hint(void *be, void *space, size_t n, const uintptr_t *addr,
-	    const uint64_t *hash)
+int lx_look(void *be, void *space, size_t n, const uintptr_t *addr,
+	    const uint64_t *hash, const uint8_t *how, sp_spage_t *out)
 {
 	struct sp_linux *lx = be;
 	struct lx_client *c = &lx->cl;
-	uint64_t nom[LX_HOLD_MAX];
-	unsigned nnom = 0;
+	uint64_t nom[LX_HOLD_MAX], ask[LX_HOLD_MAX];
+	unsigned at[LX_HOLD_MAX], nnom = 0, nask = 0;
 
 	(void)space;
 	(void)addr;
+	for (size_t i = 0; i < n; i++)
+		out[i] = SP_SPAGE_NONE;
 	if (n > LX_HOLD_MAX)
 		return -EINVAL;
 	if (cl_up(lx) || cl_flush(lx))
@@ -615,11 +649,18 @@ int lx_hint(void *be, void *space, size_t n, const uintptr_t *addr,
 	for (size_t i = 0; i < n; i++) {
 		int cls = dir_class(c, hash[i]);
 
-		if (cls == DIR_NOMINATE || cls == DIR_UPLOAD)
+		if (cls == DIR_ASK && (how[i] & SP_LOOK_FIND)) {
+			at[nask] = (unsigned)i;
+			ask[nask++] = hash[i];
+		} else if ((cls == DIR_NOMINATE || cls == DIR_UPLOAD) &&
+			   (how[i] & SP_LOOK_FIRST)) {
 			nom[nnom++] = hash[i];
+		}
 	}
 	if (nnom)
 		ow_add(lx, OW_HINT, nom, nnom);
+	if (nask && !find_stored(lx, ask, at, nask, out))
+		cl_flush(lx);
 	return 0;
 }
 

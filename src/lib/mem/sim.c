@@ -1101,4 +1101,5 @@ const struct sp_backend_ops sp_sim_ops = {
 const struct sp_backend_ops sp_sim_shared_ops = {
 	SIM_OPS_COMMON,
 	.lookup = sim_op_lookup,
+	.look = sim_op_look,
 };

@@ -116,6 +116,10 @@ int sim_store_reserve(struct sp_sim *sim, uint32_t need);
 /* ops->lookup of sp_sim_shared_ops (samepage.h). */
 int sim_op_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
 		  const uint64_t *hash, sp_spage_t *out);
+/* ops->look of sp_sim_shared_ops: names the stored pages asked for
+ * (SP_LOOK_FIND); no hint table, so first looks change nothing. */
+int sim_op_look(void *be, void *space, size_t n, const uintptr_t *addr,
+		const uint64_t *hash, const uint8_t *how, sp_spage_t *out);
 /* Take back one reference of shared page @page.  Return: 1 if the page
  * is shared and still referenced (keep it), 0 if it is not shared or
  * this was its last reference (then its directory entry is gone, and the

@@ -15,6 +15,9 @@
  *     refuses it); an equal stored page is reused, else a new one made;
  *   - a content this space nominated before: nothing;
  *   - an unknown content is nominated, and nothing named.
+ * At a first look, or a changed page's (ops->look), a stored content is
+ * named too, and nothing else happens (samepaged also takes first looks
+ * as hints; the simulator has no hint table).
  * Nominations are never taken back (samepaged's directory is lossy and
  * keeps them until the client leaves; here a freed space's nominations
  * stay, costing at most a useless upload).  A shared page lives while
@@ -188,6 +191,33 @@ int sim_op_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
 			d->state = DENT_NOMINATED;
 			d->owner = space;
 			sim->cnt.nominations++;
+		}
+	}
+	return 0;
+}
+
+int sim_op_look(void *be, void *space, size_t n, const uintptr_t *addr,
+		const uint64_t *hash, const uint8_t *how, sp_spage_t *out)
+{
+	struct sp_sim *sim = be;
+	int err;
+
+	(void)space;
+	(void)addr;
+	for (size_t i = 0; i < n; i++)
+		out[i] = SP_SPAGE_NONE;
+	err = sim_op_enter(sim, "look");
+	if (err)
+		return err;
+	for (size_t i = 0; i < n; i++) {
+		struct sim_dent *d;
+
+		if (!(how[i] & SP_LOOK_FIND))
+			continue;
+		d = dir_find(sim, hash[i]);
+		if (d && d->state == DENT_STORED) {
+			out[i] = name_stored(sim, d);
+			sim->cnt.look_named++;
 		}
 	}
 	return 0;

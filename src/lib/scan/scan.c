@@ -14,7 +14,9 @@
  *   3. smart scan may skip a page that keeps failing to merge;
  *   4. the checksum must equal last pass's, else the page is volatile
  *      (or new) and only the stable tree is searched this pass, as KSM
- *      searches it before the checksum test (stable_first());
+ *      searches it before the checksum test (stable_first()), and with
+ *      it the part of a store shared with other processes that already
+ *      holds content (look_joins());
  *   5. a zero-filled page is released to the kernel's zero page (below);
  *   6. a page equal to a stable page with room joins it;
  *   7. otherwise the unstable tree is searched: an equal page there
@@ -452,31 +454,58 @@ static void decide(struct sp_engine *e, struct sp_window *w, unsigned i,
  * unstable tree needs two looks.  So here: a page whose hash a stable
  * node has joins it if its bytes are that node's, and a zero-filled
  * page joins the zero-filled group if there is one.  Most pages are in
- * neither, and cost one lookup in the stable index.
+ * neither, and cost one lookup in the stable index.  Return: 1 if no
+ * content of this process matched and the page may be looked for in a
+ * shared store (look_joins()), 0 if it has an action, its content has
+ * a node here, it is zero-filled (its own rules, above) or it changed
+ * while being read.
  */
-static void stable_first(struct sp_engine *e, struct sp_window *w,
-			 unsigned i, struct sp_rec *r, const void *p,
-			 uint64_t h)
+static int stable_first(struct sp_engine *e, struct sp_window *w,
+			unsigned i, struct sp_rec *r, const void *p,
+			uint64_t h)
 {
 	struct sp_stable *st = &e->stable;
-	int zero = rec_csum(r) == e->zero_csum && zero_group(e, w);
+	int zcsum = rec_csum(r) == e->zero_csum;
+	int zero = zcsum && zero_group(e, w);
 	uint32_t match, d;
 
 	if (!zero && !sp_stable_has_hash(st, (uint32_t)h))
-		return;
+		return !zcsum;
 	p = take_key(e, w, i, r, p, h);
 	if (!p)
-		return;
-	if (zero && is_zero(p)) {
-		zero_act(e, w, i, SP_INIL);
-		return;
+		return 0;
+	if (zcsum && is_zero(p)) {
+		if (zero)
+			zero_act(e, w, i, SP_INIL);
+		return 0;
 	}
 	if (sp_stable_search(st, (uint32_t)h, p,
-			     e->knob[SP_KNOB_MAX_PAGE_SHARING], &match, &d) ||
-	    d == SP_INIL)
-		return;
+			     e->knob[SP_KNOB_MAX_PAGE_SHARING], &match, &d))
+		return 0;
+	if (d == SP_INIL)
+		return match == SP_INIL;
 	sn(st, d)->pending++;
 	act_add(w, i, ACT_JOIN)->snode = d;
+	return 0;
+}
+
+/* Page @i (address @va, hash @h) goes to ops->look at the end of the
+ * window: as a first look if @first, to be found in a shared store if
+ * @find. */
+static void look_add(struct sp_engine *e, struct sp_window *w, unsigned i,
+		     uintptr_t va, uint64_t h, int first, int find)
+{
+	unsigned k = w->nlook;
+	uint8_t how = (uint8_t)((first ? SP_LOOK_FIRST : 0) |
+				(find ? SP_LOOK_FIND : 0));
+
+	if (!e->ops->look || !how)
+		return;
+	w->lslot[k] = (uint16_t)i;
+	w->lhash[k] = h;
+	w->laddr[k] = va;
+	w->lhow[k] = how;
+	w->nlook++;
 }
 
 /* Phase 1 for page @i of the window.  Return: 1 if it counts as scanned. */
@@ -560,12 +589,11 @@ static unsigned scan_page(struct sp_engine *e, struct sp_window *w,
 	}
 	csum = (uint32_t)hash & REC_CSUM_MASK;
 	if (first || csum != rec_csum(r)) {
+		int find;
+
 		rec_set_csum(r, csum);	/* volatile this pass */
-		if (first && e->ops->hint) {
-			w->hhash[w->nhint] = hash;
-			w->haddr[w->nhint++] = va;
-		}
-		stable_first(e, w, i, r, p, hash);
+		find = stable_first(e, w, i, r, p, hash);
+		look_add(e, w, i, va, hash, first, find);
 		return 1;
 	}
 	decide(e, w, i, r, page_id(w->chunk, slot), p, hash);
@@ -580,52 +608,95 @@ static int act_cmp(const void *a, const void *b)
 }
 
 /*
+ * Page @slot of the window (hash @h) gets store page @sp, which the
+ * backend named with one reference: a NAMED action, which maps that
+ * page with no stable node here (records.h says why).  The page's bytes
+ * are compared with it in phase 2, held, as for every join.  If its
+ * content already has a node here (a page of this process: it joins
+ * that in a later pass), or the store page cannot be read, the
+ * reference goes back.  Return: 1 if an action was added.
+ */
+static int named_join(struct sp_engine *e, struct sp_window *w,
+		      unsigned slot, uint64_t h, sp_spage_t sp)
+{
+	uint32_t match, d;
+	const void *c = e->ops->stable_peek(e->be, sp, scratch(e, 1));
+
+	/* The store found it by that hash, which it computed itself from
+	 * the page's bytes. */
+	if (!c || sp_stable_search(&e->stable, (uint32_t)h, c,
+				   e->knob[SP_KNOB_MAX_PAGE_SHARING], &match,
+				   &d) ||
+	    match != SP_INIL) {
+		e->ops->stable_release(e->be, sp, 1);
+		return 0;
+	}
+	act_add(w, slot, ACT_NAMED)->spage = sp;
+	return 1;
+}
+
+/*
  * Pages that found no partner in this process may equal a stable page of
  * a store shared with other processes: ask the backend (one call per
- * window), and turn each page it names into a NAMED action, which maps
- * that page with no stable node here (records.h says why).  The page's
- * bytes are compared with it in phase 2, held, as for every join.  A
- * page that a pair later in the window took out of the unstable tree,
- * or whose content already has a node here (a page of this process),
- * gives the reference back; it joins that node in a later pass.
+ * window), and turn each page it names into a NAMED action
+ * (named_join()).  A page that a pair later in the window took out of
+ * the unstable tree gives the reference back.  Return: actions added.
  */
-static void shared_joins(struct sp_engine *e, struct sp_window *w)
+static unsigned shared_joins(struct sp_engine *e, struct sp_window *w)
 {
-	struct sp_stable *st = &e->stable;
 	unsigned added = 0;
 
 	if (e->ops->lookup(e->be, w->s->be, w->nglob, w->gaddr, w->ghash,
 			   w->gout) < 0)
-		return;
+		return 0;
 	for (unsigned k = 0; k < w->nglob; k++) {
 		unsigned slot = chunk_slot(w->gaddr[k]);
 		struct sp_rec *r = &w->chunk->rec[slot];
-		uint32_t self = page_id(w->chunk, slot), match, d;
-		const void *c = NULL;
+		uint32_t self = page_id(w->chunk, slot);
 
 		if (w->gout[k] == SP_SPAGE_NONE)
 			continue;
-		if (rec_state(r) == REC_UNSTABLE &&
-		    sp_unstable_holds(&e->unstable, r, self))
-			c = e->ops->stable_peek(e->be, w->gout[k], scratch(e, 1));
-		/* The store found it by that hash, which it computed
-		 * itself from the page's bytes. */
-		if (!c || sp_stable_search(st, (uint32_t)w->ghash[k], c,
-					   e->knob[SP_KNOB_MAX_PAGE_SHARING],
-					   &match, &d) ||
-		    match != SP_INIL) {
+		if (rec_state(r) != REC_UNSTABLE ||
+		    !sp_unstable_holds(&e->unstable, r, self)) {
 			e->ops->stable_release(e->be, w->gout[k], 1);
 			continue;
 		}
+		if (!named_join(e, w, w->gslot[k], w->ghash[k], w->gout[k]))
+			continue;
 		sp_unstable_remove(&e->unstable, r, self);
 		rec_set_state(r, REC_SEEN);
 		r->link = 0;
 		e->c.pages_unshared--;
-		act_add(w, w->gslot[k], ACT_NAMED)->spage = w->gout[k];
 		added++;
 	}
-	if (added)
-		qsort(w->act, w->nact, sizeof(w->act[0]), act_cmp);
+	return added;
+}
+
+/*
+ * First looks and changed pages (stable_first() found nothing here): the
+ * backend hears of first looks (hints), and may name pages of a shared
+ * store that hold their content, which join them now, as pages equal to
+ * this process's own stable pages do.  Nothing else of the window can
+ * have changed such a page's record: it is in neither tree.  Return:
+ * actions added.
+ */
+static unsigned look_joins(struct sp_engine *e, struct sp_window *w)
+{
+	unsigned added = 0;
+
+	if (e->ops->look(e->be, w->s->be, w->nlook, w->laddr, w->lhash,
+			 w->lhow, w->lout) < 0)
+		return 0;
+	for (unsigned k = 0; k < w->nlook; k++) {
+		if (w->lout[k] == SP_SPAGE_NONE)
+			continue;
+		assert(w->lhow[k] & SP_LOOK_FIND);
+		assert(rec_state(&w->chunk->rec[chunk_slot(w->laddr[k])]) ==
+		       REC_SEEN);
+		added += (unsigned)named_join(e, w, w->lslot[k], w->lhash[k],
+					      w->lout[k]);
+	}
+	return added;
 }
 
 /* Scan [addr, end) of @s: one window.  Return: pages counted as scanned. */
@@ -633,7 +704,7 @@ static unsigned scan_window(struct sp_engine *e, struct sp_space *s,
 			    uintptr_t addr, uintptr_t end)
 {
 	struct sp_window *w = &e->win;
-	unsigned scanned = 0;
+	unsigned scanned = 0, added = 0;
 
 	w->s = s;
 	w->addr = addr;
@@ -646,14 +717,16 @@ static unsigned scan_window(struct sp_engine *e, struct sp_space *s,
 		return 0;
 	}
 	w->nglob = 0;
-	w->nhint = 0;
+	w->nlook = 0;
 	w->chunk = sp_chunk_find(&s->chunks, addr);
 	for (unsigned i = 0; i < w->n; i++)
 		scanned += scan_page(e, w, i);
-	if (w->nhint)
-		e->ops->hint(e->be, s->be, w->nhint, w->haddr, w->hhash);
+	if (w->nlook)
+		added += look_joins(e, w);
 	if (w->nglob)
-		shared_joins(e, w);
+		added += shared_joins(e, w);
+	if (added)
+		qsort(w->act, w->nact, sizeof(w->act[0]), act_cmp);
 	if (w->nact)
 		merge_window(e, w);
 	if (w->chunk)
