@@ -59,6 +59,12 @@
  *      (256 MiB .. 4 GiB); full speed only unless --sweep-defaults
  *   e  scattered: N x S MiB unique pages, every 8th identical across
  *      processes
+ *   g  a late start: N+1 x L MiB (3 x 256), half identical across
+ *      processes; N start together and merge, then the last one starts
+ *      and the clock (converge, CPU, scan/s) starts with it: how soon a
+ *      new worker of a pool shares what the others already share (the
+ *      others' pages stay merged: expected figures count them too, and
+ *      Pss and saved cover the whole run).  Full speed only.
  *
  * Kernel KSM needs root and /sys/kernel/mm/ksm; without them its half is
  * skipped and samepage's figures are still reported.  Every KSM knob
@@ -69,7 +75,7 @@
  * lock file (KSM_LOCK, flock) keeps two cooperating drivers of the knobs
  * from running at once.
  *
- * usage: ksm_compare [--only abcde] [--modes ksm-def,ksm-full,sp-def,sp-full]
+ * usage: ksm_compare [--only abcdeg] [--modes ksm-def,ksm-full,sp-def,sp-full]
  *                    [--procs N] [--mib M] [--size S] [--sweep M,M,...]
  *                    [--sweep-defaults] [--timeout-def SEC]
  *                    [--timeout-full SEC] [--csv PATH] [--svg PATH]
@@ -128,7 +134,7 @@ static struct {
 	char csv[PATH_MAX], svg[PATH_MAX];
 	char samepage[PATH_MAX], samepaged[PATH_MAX], workload[PATH_MAX];
 } opt = {
-	.only = "abcde",
+	.only = "abcdeg",
 	.modes = (1u << M_COUNT) - 1,
 	.procs = 2, .mib = 512, .size = 32,
 	.sweep = { 256, 512, 1024, 2048, 4096 }, .nsweep = 5,
@@ -268,6 +274,8 @@ struct wl {
 	struct wl_spec spec;
 	unsigned modes;
 	double timeout_def;		/* 0: opt.timeout_def */
+	int late;			/* the last process starts once the
+					 * others converged (g) */
 	/* derived from the recipe (expect()) */
 	uint64_t exp_merged;		/* pages that end mapping a stable page */
 	uint64_t exp_saved;		/* frames saved (pages_sharing) */
@@ -905,6 +913,53 @@ static long vmas_sum(const struct run *x)
 	return s;
 }
 
+/* Workload g: wait until the processes already started merged what
+ * they must, then start the clock, the CPU count and pages_scanned
+ * anew and say "go" to the last one. */
+static void run_late(struct run *x)
+{
+	unsigned nk = x->nk - 1;
+	uint64_t exp = 0, want = 0;
+	double t = now_s();
+	struct ctr c;
+
+	for (unsigned i = 0; i < nk; i++)
+		for (uint64_t j = 0; j < x->w->spec.pages; j++)
+			want += x->w->must[i][j / 8] >> (j % 8) & 1;
+	for (int confirm = 0;; nap(0.01)) {
+		uint64_t all = 0;
+
+		exp = 0;
+		if (IS_SP(x->mode))
+			for (unsigned i = 0; i < nk; i++)
+				merged_state(&x->k[i], x->w->must[i], confirm,
+					     &all, &exp);
+		else
+			exp = (uint64_t)ksm_merging(x->k, nk);
+		if (exp >= want && (confirm++ || !IS_SP(x->mode)))
+			break;
+		if (exp < want)
+			confirm = 0;
+		if (now_s() - t > 120)
+			die("%s: the first %u processes did not converge",
+			    x->w->name, nk);
+	}
+	if (IS_SP(x->mode)) {
+		if (sp_ctr(&c))
+			die("no answer from samepaged");
+	} else {
+		ksm_ctr(&c, x->k, 0);
+	}
+	x->c0.scanned = c.scanned;
+	x->c0.full_scans = c.full_scans;
+	x->cpu0 = merger_cpu(x);
+	x->wl0 = workloads_cpu(x);
+	x->busy0 = machine_busy();
+	x->self0 = cpu_s();
+	x->t0 = now_s();
+	kid_say(&x->k[nk], "go");
+}
+
 /* Set the merger up, start the workloads, take the baselines, "go". */
 static void run_start(struct run *x, unsigned mps)
 {
@@ -954,8 +1009,10 @@ static void run_start(struct run *x, unsigned mps)
 	if (!IS_SP(x->mode))
 		ksm_set("run", "1");
 	x->t0 = x->c0.t = now_s();
-	for (unsigned i = 0; i < x->nk; i++)
+	for (unsigned i = 0; i < x->nk - (x->w->late ? 1 : 0); i++)
 		kid_say(&x->k[i], "go");
+	if (x->w->late)
+		run_late(x);
 }
 
 /* KSM's knobs still as we set them? */
@@ -1445,7 +1502,7 @@ static void write_plot(const struct wl *w, struct series *curves)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: ksm_compare [--only abcde] "
+		"usage: ksm_compare [--only abcdeg] "
 		"[--modes ksm-def,ksm-full,sp-def,sp-full]\n"
 		"                   [--procs N] [--mib M] [--size S] "
 		"[--sweep M,M,...] [--sweep-defaults]\n"
@@ -1490,7 +1547,7 @@ static void parse(int argc, char **argv)
 		i++;
 		if (!strcmp(o, "--only")) {
 			if (strlen(v) >= sizeof(opt.only) ||
-			    strspn(v, "abcde") != strlen(v))
+			    strspn(v, "abcdeg") != strlen(v))
 				usage();
 			strcpy(opt.only, v);
 		} else if (!strcmp(o, "--modes")) {
@@ -1690,6 +1747,15 @@ static unsigned make_workloads(struct wl *wls, unsigned max, unsigned modes,
 			snprintf(w->name, sizeof(w->name), "e:%ux%uM-scat8",
 				 opt.procs, opt.size);
 			w->spec.scatter = 8;
+			break;
+		case 'g':
+			w->procs = opt.procs + 1;
+			snprintf(w->name, sizeof(w->name), "g:%u+1x%uM-late",
+				 opt.procs, 256u);
+			w->spec.pages = 256u * 256;
+			w->spec.same = 0.5;
+			w->late = 1;
+			w->modes = modes & full;
 			break;
 		case 'd':
 			for (unsigned s = 0; s < opt.nsweep && nw < max; s++) {
