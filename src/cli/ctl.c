@@ -177,6 +177,8 @@ int cmd_stat(int argc, char **argv)
 		OUT("scan_share", r.rep.v[SPS_SCAN_SHARE]);
 		OUT("full_scans", r.rep.v[SPS_FULL_SCANS]);
 		OUT("shared_store_pages", r.rep.v[SPS_SHARED_GLOBAL]);
+		/* of ksm_merging_pages, zero-filled pages on the zero page */
+		OUT("zero_merged", r.rep.v[SPS_ZERO_MERGED]);
 		OUT("cpu_ns", r.rep.v[SPS_CPU_NS]);
 		OUT("meta_bytes", r.rep.v[SPS_META_BYTES]);
 	} else {
@@ -188,6 +190,9 @@ int cmd_stat(int argc, char **argv)
 		/* samepage's own */
 		OUT("shared_store_pages", r.rep.v[SPS_SHARED_GLOBAL]);
 		OUT("processes", r.rep.pid);
+		/* of pages_shared + pages_sharing, zero-filled pages merged
+		 * with use_zero_pages 0 and released to the zero page */
+		OUT("zero_merged", r.rep.v[SPS_ZERO_MERGED]);
 		OUT("meta_bytes", r.rep.v[SPS_META_BYTES]);
 		OUT("cpu_ns", r.rep.v[SPS_CPU_NS]);
 		OUT("daemon_cpu_ns", r.rep.v[SPS_DAEMON_CPU_NS]);

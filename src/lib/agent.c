@@ -374,6 +374,7 @@ static void fill_report(struct sp_agent *a, struct spp_report *r)
 	r->v[SPS_KSM_PROCESS_PROFIT] = p.process_profit;
 	r->v[SPS_KSM_MERGE_ANY] = __atomic_load_n(&a->merge_any, __ATOMIC_RELAXED);
 	r->v[SPS_SHARED_GLOBAL] = (int64_t)global;
+	r->v[SPS_ZERO_MERGED] = (int64_t)p.zero_merged;
 	r->v[SPS_META_BYTES] = (int64_t)(g.meta_bytes + be_bytes);
 	r->v[SPS_CPU_NS] = (int64_t)clock_ns(CLOCK_THREAD_CPUTIME_ID);
 	{

@@ -34,6 +34,7 @@ const char *const spp_stat_name[SPS_COUNT] = {
 	[SPS_CPU_NS] = "cpu_ns",
 	[SPS_PAGES_TO_SCAN] = "pages_to_scan",
 	[SPS_SCAN_SHARE] = "scan_share",
+	[SPS_ZERO_MERGED] = "zero_merged",
 	[SPS_DAEMON_CPU_NS] = "daemon_cpu_ns",
 };
 

@@ -228,6 +228,8 @@ enum spp_stat {
 	SPS_PAGES_TO_SCAN,	/* in force now (the advisor tunes it) */
 	SPS_SCAN_SHARE,		/* pages it scans per sleep_millisecs: its
 				 * share of the domain's pages_to_scan */
+	SPS_ZERO_MERGED,	/* zero-filled pages merged with
+				 * use_zero_pages 0 (on the zero page) */
 	SPS_DAEMON_CPU_NS,	/* STAT_R only: samepaged's own CPU */
 	SPS_COUNT
 };

@@ -83,6 +83,8 @@ static char *region;
 static size_t npages;
 static uint64_t *shadow;		/* last value written per page slot */
 static pthread_mutex_t shadow_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *zeros;			/* "zeros": ZERO_PAGES written with 0 */
+#define ZERO_PAGES 64
 static atomic_int stop_writers;
 static uint64_t seed;
 
@@ -176,6 +178,8 @@ static int child(int argc, char **argv)
 			writers = 0;
 			ok = check(region, npages, 1, 1) &&
 			     (!second || check(second, npages, 2, 0));
+			for (size_t i = 0; zeros && i < ZERO_PAGES * PS; i++)
+				ok &= !zeros[i];
 			printf("%s\n", ok ? "ok" : "bad");
 		} else if (!strncmp(cmd, "second", 6)) {
 			second = mmap(NULL, npages * PS, PROT_READ | PROT_WRITE,
@@ -186,6 +190,17 @@ static int child(int argc, char **argv)
 				fill_page(second + i * PS, 2, i);
 			madvise(second, npages * PS, MADV_MERGEABLE);
 			printf("%p\n", (void *)second);
+		} else if (!strncmp(cmd, "zeros", 5)) {
+			/* Zero-filled pages with private frames (written). */
+			zeros = mmap(NULL, ZERO_PAGES * PS,
+				     PROT_READ | PROT_WRITE,
+				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (zeros == MAP_FAILED)
+				return 1;
+			for (size_t i = 0; i < ZERO_PAGES; i++)
+				*(volatile char *)(zeros + i * PS) = 0;
+			madvise(zeros, ZERO_PAGES * PS, MADV_MERGEABLE);
+			printf("%p\n", (void *)zeros);
 		} else if (!strncmp(cmd, "fork", 4)) {
 			/* Hand everything to a child and exit: the child
 			 * holds the merged memory it inherited, the parent's
@@ -829,6 +844,34 @@ static void scan_shares(const struct kid *a, const struct kid *b)
 	       "and 48 MiB, then 167/167\n");
 }
 
+/* Zero-filled pages merged with use_zero_pages 0 show in zero_merged,
+ * per process and for the domain, and in the counts KSM would give
+ * them (one pages_shared per max_page_sharing, the rest pages_sharing),
+ * not in ksm_zero_pages.  @a and its partner share a->n pages. */
+static void zero_stat(struct kid *a)
+{
+	char out[8192], args[64];
+	long long v;
+
+	say(a, "zeros", out, sizeof(out));
+	if ((v = wait_stat(a->pid, "zero_merged", ZERO_PAGES, ZERO_PAGES,
+			   30)) != ZERO_PAGES)
+		FAIL("zero_merged %lld, want %d", v, ZERO_PAGES);
+	snprintf(args, sizeof(args), "stat --pid %d", (int)a->pid);
+	if (ctl(args, out, sizeof(out)) ||
+	    val(out, "ksm_merging_pages") != (long long)a->n + ZERO_PAGES ||
+	    val(out, "ksm_zero_pages") != 0)
+		FAIL("stat --pid %d with zero-filled pages:\n%s", (int)a->pid,
+		     out);
+	if ((v = wait_stat(0, "zero_merged", ZERO_PAGES, ZERO_PAGES, 30)) !=
+		    ZERO_PAGES ||
+	    stat_of(0, "pages_sharing") != (long long)a->n + ZERO_PAGES - 1)
+		FAIL("stat: zero_merged %lld, pages_sharing %lld", v,
+		     stat_of(0, "pages_sharing"));
+	printf("control: %d zero-filled pages: zero_merged %d, pages_sharing "
+	       "%lld\n", ZERO_PAGES, ZERO_PAGES, stat_of(0, "pages_sharing"));
+}
+
 /* Output, control and propagation: `samepage stat` shows the kernel's
  * names with values that match what pagemap shows; `samepage set`
  * refuses bad input without changing anything, and what it sets reaches
@@ -959,6 +1002,7 @@ static int scenario_control(void)
 	if (s != a.n)
 		FAIL("run 1: only %zu of %zu pages shared again", s, a.n);
 	printf("control: run 1 merged %zu pages again\n", s);
+	zero_stat(&a);
 	finish(&a);
 	finish(&b);
 	return 0;
