@@ -913,6 +913,21 @@ static long vmas_sum(const struct run *x)
 	return s;
 }
 
+/* Pages of the first @nk workloads merged now: *@all, and *@exp of them
+ * expected to (samepage: from pagemap, re-read whole if @full; KSM:
+ * ksm_merging_pages, both the same). */
+static void count_merged(struct run *x, unsigned nk, int full,
+			 uint64_t *all, uint64_t *exp)
+{
+	*all = *exp = 0;
+	if (!IS_SP(x->mode)) {
+		*all = *exp = (uint64_t)ksm_merging(x->k, nk);
+		return;
+	}
+	for (unsigned i = 0; i < nk; i++)
+		merged_state(&x->k[i], x->w->must[i], full, all, exp);
+}
+
 /* Workload g: wait until the processes already started merged what
  * they must, then start the clock, the CPU count and pages_scanned
  * anew and say "go" to the last one. */
@@ -927,15 +942,9 @@ static void run_late(struct run *x)
 		for (uint64_t j = 0; j < x->w->spec.pages; j++)
 			want += x->w->must[i][j / 8] >> (j % 8) & 1;
 	for (int confirm = 0;; nap(0.01)) {
-		uint64_t all = 0;
+		uint64_t all;
 
-		exp = 0;
-		if (IS_SP(x->mode))
-			for (unsigned i = 0; i < nk; i++)
-				merged_state(&x->k[i], x->w->must[i], confirm,
-					     &all, &exp);
-		else
-			exp = (uint64_t)ksm_merging(x->k, nk);
+		count_merged(x, nk, confirm, &all, &exp);
 		if (exp >= want && (confirm++ || !IS_SP(x->mode)))
 			break;
 		if (exp < want)
@@ -1068,20 +1077,14 @@ static void run_watch(struct run *x)
 	r->t99 = -1;
 	for (;;) {
 		double t = now_s();
-		uint64_t exp = 0;
+		uint64_t exp;
 		int done = 0;
 
-		merged = 0;
-		if (IS_SP(x->mode)) {
-			for (unsigned i = 0; i < x->nk; i++)
-				merged_state(&x->k[i], w->must[i], t_first >= 0,
-					     &merged, &exp);
+		count_merged(x, x->nk, t_first >= 0, &merged, &exp);
+		if (IS_SP(x->mode))
 			pm_cost = now_s() - t;
-		} else {
-			merged = exp = (uint64_t)ksm_merging(x->k, x->nk);
-			if (!ksm_knobs_ours(x->mode))
-				r->tampered = 1;
-		}
+		else if (!ksm_knobs_ours(x->mode))
+			r->tampered = 1;
 		if (x->curve && series_add(x->curve, t - x->t0, merged))
 			die("out of memory");
 		live_line(x, t, merged, 0);

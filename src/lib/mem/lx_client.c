@@ -517,6 +517,24 @@ static void upload(struct sp_linux *lx, void *space, const uintptr_t *addr,
 			out[idx[i]] = adopt(lx, &got[idx[i]]);
 }
 
+/* One round trip: @type (LOOKUP or FIND) for hashes @h[0, n), their
+ * answers into @r.  Return: 0, or -1 if the connection failed (then it
+ * is down). */
+static int ask_refs(struct sp_linux *lx, uint32_t type, const uint64_t *h,
+		    unsigned n, struct spp_ref *r)
+{
+	struct lx_client *c = &lx->cl;
+	ssize_t got = spp_call(c->sock, type, n, h, n * 8, SPP_LOOKUP_R,
+			       c->buf, NULL);
+
+	if (got != (ssize_t)(sizeof(struct spp_hdr) + n * sizeof(*r))) {
+		cl_down(lx);
+		return -1;
+	}
+	memcpy(r, c->buf + sizeof(struct spp_hdr), n * sizeof(*r));
+	return 0;
+}
+
 /*
  * Hashes of pages with no partner in this process.  The directory says
  * which need the daemon: stored ones are asked for (LOOKUP, one round
@@ -534,7 +552,6 @@ int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
 	uint64_t ask[LX_HOLD_MAX], nom[LX_HOLD_MAX];
 	unsigned up[LX_HOLD_MAX], nup = 0, nask = 0, nnom = 0;
 	uint8_t cls[LX_HOLD_MAX];
-	ssize_t got;
 
 	for (size_t i = 0; i < n; i++)
 		out[i] = SP_SPAGE_NONE;
@@ -556,15 +573,8 @@ int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
 	}
 	if (nnom)
 		ow_add(lx, OW_NOMINATE, nom, nnom);
-	if (nask) {
-		got = spp_call(c->sock, SPP_LOOKUP, nask, ask, nask * 8,
-			       SPP_LOOKUP_R, c->buf, NULL);
-		if (got != (ssize_t)(sizeof(struct spp_hdr) + nask * sizeof(*r))) {
-			cl_down(lx);
-			return 0;
-		}
-		memcpy(r, c->buf + sizeof(struct spp_hdr), nask * sizeof(*r));
-	}
+	if (nask && ask_refs(lx, SPP_LOOKUP, ask, nask, r))
+		return 0;
 	for (size_t i = 0, k = 0; i < n && c->sock >= 0; i++) {
 		if (cls[i] == DIR_ASK) {
 			if (r[k].seg == SPP_SEG_UPLOAD)
@@ -589,17 +599,11 @@ int lx_lookup(void *be, void *space, size_t n, const uintptr_t *addr,
 static int find_stored(struct sp_linux *lx, const uint64_t *ask,
 		       const unsigned *at, unsigned nask, sp_spage_t *out)
 {
-	struct lx_client *c = &lx->cl;
 	struct spp_ref r[LX_HOLD_MAX];
-	ssize_t got = spp_call(c->sock, SPP_FIND, nask, ask, nask * 8,
-			       SPP_LOOKUP_R, c->buf, NULL);
 
-	if (got != (ssize_t)(sizeof(struct spp_hdr) + nask * sizeof(*r))) {
-		cl_down(lx);
+	if (ask_refs(lx, SPP_FIND, ask, nask, r))
 		return -1;
-	}
-	memcpy(r, c->buf + sizeof(struct spp_hdr), nask * sizeof(*r));
-	for (unsigned k = 0; k < nask && c->sock >= 0; k++)
+	for (unsigned k = 0; k < nask && lx->cl.sock >= 0; k++)
 		if (r[k].seg != SPP_SEG_NONE && r[k].seg != SPP_SEG_UPLOAD)
 			out[at[k]] = adopt(lx, &r[k]);
 	return 0;
