@@ -42,13 +42,22 @@ uint64_t dir_find(const struct dir *d, uint64_t hash, uint64_t mine);
 
 /*
  * dir_put - record @hash with @tag unless that entry exists: in the
- * emptier of its two sets, else over a way the clock picks.  Grows the
+ * emptier of its two sets, else over a nomination (a way the clock
+ * picks if both sets hold only PAIRED and STORED entries).  Grows the
  * table (a new memfd; the old one is marked retired) past 13/16 full,
- * up to its max,
- * keeping every entry; if growing fails the table keeps working, with
- * more evictions.
+ * and before a PAIRED or STORED entry would be overwritten, up to its
+ * max, keeping every entry; if growing fails the table keeps working,
+ * with more evictions.
  */
 void dir_put(struct dir *d, uint64_t hash, uint64_t tag);
+
+/*
+ * dir_set - make @tag the only entry of @hash: an entry of @hash is
+ * overwritten in place and the others dropped after it, so that a
+ * client reading the table meanwhile sees the old tag or the new one,
+ * never neither; placed as by dir_put if @hash has no entry.
+ */
+void dir_set(struct dir *d, uint64_t hash, uint64_t tag);
 
 /* dir_drop - remove the entries for @hash with @tag (0: every tag).
  * Return: how many went. */

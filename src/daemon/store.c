@@ -312,8 +312,7 @@ static void rehash(struct store *st)
  * clients should LOOKUP it. */
 static void publish(struct store *st, uint64_t hash)
 {
-	dir_drop(&st->dir, hash, 0);
-	dir_put(&st->dir, hash, SPP_DIR_STORED);
+	dir_set(&st->dir, hash, SPP_DIR_STORED);
 }
 
 uint32_t store_lookup(struct store *st, uint64_t hash)
@@ -572,8 +571,7 @@ int store_nominate(struct store *st, uint64_t hash, uint32_t client)
  * third), and the first to look again uploads it. */
 static void pair(struct store *st, uint64_t hash)
 {
-	dir_drop(&st->dir, hash, 0);
-	dir_put(&st->dir, hash, SPP_DIR_PAIRED);
+	dir_set(&st->dir, hash, SPP_DIR_PAIRED);
 	if (st->hints.fd >= 0)
 		dir_drop(&st->hints, hash, 0);
 	st->s.paired++;

@@ -8,7 +8,8 @@
  * pick its entries out of a crowded set; few enough entries are
  * live at once that no set pair ever fills, so nothing is evicted and
  * the shadow is exact.  A hash whose kept bits are all zero is among
- * them: it must never match an empty way (its two sets are one).
+ * them: it must never match an empty way, and its two sets are one
+ * (dir_set once dropped the entry it had just written there).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -113,10 +114,14 @@ static void test_against_shadow(void **state)
 	for (unsigned step = 0; step < 200000; step++) {
 		uint64_t h = pool[rnd(&s) % N_HASH];
 		uint64_t tag = tags[rnd(&s) % 5];
-		unsigned op = (unsigned)(rnd(&s) % 4);
+		unsigned op = (unsigned)(rnd(&s) % 5);
 
 		if (op == 0 && nshadow < MAX_LIVE) {
 			dir_put(&d, h, tag);
+			shadow_put(h, tag);
+		} else if (op == 4 && nshadow < MAX_LIVE) {
+			dir_set(&d, h, tag);
+			shadow_drop(h, 0);
 			shadow_put(h, tag);
 		} else if (op == 1) {
 			uint64_t t = rnd(&s) & 1 ? tag : 0;
@@ -180,11 +185,113 @@ static void test_place(void **state)
 	dir_free(&d);
 }
 
+/* Hashes that all have the same two sets (distinct) in a table of
+ * N_ENTRIES. */
+static void same_sets(uint64_t *h, unsigned n, uint64_t seed)
+{
+	for (unsigned i = 0; i < n; i++)
+		h[i] = (crowded_hash(&seed) & ~((uint64_t)1 << 11 |
+						(uint64_t)3 << 39)) |
+		       (uint64_t)1 << 39;
+}
+
+/* A full pair of sets overwrites a nomination rather than a PAIRED or
+ * STORED entry; when it holds only those, the table grows (if it may)
+ * and every entry stays. */
+static void test_keeps_precious(void **state)
+{
+	uint64_t h[2 * SPP_DIR_WAYS + 2];
+	struct dir d;
+
+	(void)state;
+	same_sets(h, 2 * SPP_DIR_WAYS + 2, 99);
+	assert_int_equal(dir_init(&d, N_ENTRIES, 2 * N_ENTRIES), 0);
+	for (unsigned i = 0; i < 2 * SPP_DIR_WAYS; i++)
+		dir_put(&d, h[i], i == 5 ? 3 : i & 1 ? SPP_DIR_STORED :
+						       SPP_DIR_PAIRED);
+	assert_int_equal(d.used, 2 * SPP_DIR_WAYS);
+	/* Full: the one nomination (h[5]) goes, whatever the clock says. */
+	dir_put(&d, h[2 * SPP_DIR_WAYS], SPP_DIR_PAIRED);
+	assert_int_equal(d.n, N_ENTRIES);
+	assert_int_equal(dir_find(&d, h[5], 0), 0);
+	for (unsigned i = 0; i <= 2 * SPP_DIR_WAYS; i++)
+		if (i != 5)
+			assert_int_not_equal(dir_find(&d, h[i], 0), 0);
+	/* Full of precious entries: grows rather than lose one. */
+	dir_put(&d, h[2 * SPP_DIR_WAYS + 1], 2);
+	assert_int_equal(d.n, 2 * N_ENTRIES);
+	for (unsigned i = 0; i <= 2 * SPP_DIR_WAYS + 1; i++)
+		if (i != 5)
+			assert_int_not_equal(dir_find(&d, h[i], 0), 0);
+	assert_int_equal(d.used, 2 * SPP_DIR_WAYS + 1);
+	assert_int_equal(dir_find(&d, h[2 * SPP_DIR_WAYS + 1], 0), 2);
+	dir_free(&d);
+
+	/* At its max it evicts one after all, and counts right. */
+	assert_int_equal(dir_init(&d, N_ENTRIES, N_ENTRIES), 0);
+	for (unsigned i = 0; i <= 2 * SPP_DIR_WAYS; i++)
+		dir_put(&d, h[i], SPP_DIR_PAIRED);
+	assert_int_equal(d.n, N_ENTRIES);
+	assert_int_equal(d.used, 2 * SPP_DIR_WAYS);
+	assert_int_equal(dir_find(&d, h[2 * SPP_DIR_WAYS], 0), SPP_DIR_PAIRED);
+	dir_free(&d);
+}
+
+/* dir_set rewrites an entry in the way it holds (a reader never finds
+ * the hash missing) and drops the hash's other entries; with none, it
+ * places one.  Also where the hash's two sets are one. */
+static void test_set(void **state)
+{
+	uint64_t h[2], key, *way = NULL;
+	struct dir d;
+
+	(void)state;
+	same_sets(h, 2, 7);
+	key = h[0] & SPP_DIR_HASH;
+	assert_int_equal(dir_init(&d, N_ENTRIES, N_ENTRIES), 0);
+	dir_put(&d, h[1], 1);
+	dir_put(&d, h[0], 1);
+	dir_put(&d, h[0], 2);
+	dir_put(&d, h[0], 3);
+	assert_int_equal(d.used, 4);
+	for (unsigned k = 0; k < 2 && !way; k++)
+		for (unsigned w = 0; w < SPP_DIR_WAYS && !way; w++) {
+			uint64_t *e = &d.e[spp_dir_set(h[0], d.n, k) + w];
+
+			if (*e && (*e & SPP_DIR_HASH) == key)
+				way = e;
+		}
+	assert_non_null(way);
+	dir_set(&d, h[0], SPP_DIR_PAIRED);
+	assert_int_equal(*way, key | SPP_DIR_PAIRED);	/* in place */
+	assert_int_equal(d.used, 2);
+	assert_int_equal(dir_find(&d, h[0], 1), SPP_DIR_PAIRED);
+	assert_int_equal(dir_drop(&d, h[0], 0), 1);	/* the only one */
+	assert_int_equal(dir_find(&d, h[1], 2), 1);	/* untouched */
+	dir_set(&d, h[0], SPP_DIR_STORED);		/* none: placed */
+	assert_int_equal(dir_find(&d, h[0], 1), SPP_DIR_STORED);
+	assert_int_equal(d.used, 2);
+
+	/* 0x5a: both sets are set 0. */
+	assert_int_equal(spp_dir_set(0x5a, d.n, 0), spp_dir_set(0x5a, d.n, 1));
+	dir_put(&d, 0x5a, 1);
+	dir_put(&d, 0x5a, 2);
+	dir_set(&d, 0x5a, SPP_DIR_PAIRED);
+	assert_int_equal(dir_find(&d, 0x5a, 1), SPP_DIR_PAIRED);
+	dir_set(&d, 0x5a, SPP_DIR_STORED);
+	assert_int_equal(dir_find(&d, 0x5a, 1), SPP_DIR_STORED);
+	assert_int_equal(d.used, 3);
+	assert_int_equal(dir_drop(&d, 0x5a, 0), 1);
+	dir_free(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_against_shadow),
 		cmocka_unit_test(test_place),
+		cmocka_unit_test(test_keeps_precious),
+		cmocka_unit_test(test_set),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
