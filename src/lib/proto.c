@@ -255,6 +255,21 @@ int spp_socket_path(char *buf, size_t len)
 		       ? -ENAMETOOLONG : 0;
 }
 
+uint32_t spp_intern_fit(int sock)
+{
+	int sb = 0;
+	socklen_t len = sizeof(sb);
+	size_t room;
+
+	if (getsockopt(sock, SOL_SOCKET, SO_SNDBUF, &sb, &len) || sb <= 0)
+		return 1;
+	/* The kernel refuses a datagram longer than the buffer less 32
+	 * bytes (unix_dgram_sendmsg); the header fits in what is left. */
+	room = (size_t)sb > 64 ? ((size_t)sb - 64) / SPP_PAGE : 0;
+	return room < 1 ? 1 : room > SPP_MAX_INTERN ? SPP_MAX_INTERN :
+						       (uint32_t)room;
+}
+
 int spp_connect(const char *path, unsigned timeout_ms)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };

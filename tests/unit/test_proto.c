@@ -2,7 +2,8 @@
  * test_proto.c - the samepaged wire protocol's checks (proto.c): every
  * message shape accepted exactly, every other length and count refused;
  * knob validation; a round trip over a real SOCK_SEQPACKET pair,
- * including a truncated message and an fd.
+ * including a truncated message and an fd; the INTERN size a socket's
+ * send buffer allows.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -135,12 +136,47 @@ static void test_roundtrip(void **state)
 	close(p[1]);
 }
 
+/* An INTERN of spp_intern_fit pages goes through the socket, and one
+ * page more does not when the fit is below SPP_MAX_INTERN: at the
+ * default send buffer and at a small one. */
+static void test_intern_fit(void **state)
+{
+	static uint8_t pages[(SPP_MAX_INTERN + 1) * SPP_PAGE];
+	int sv[2], small = 20000;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	for (int round = 0; round < 2; round++) {
+		uint32_t k = spp_intern_fit(sv[0]);
+
+		assert_true(k >= 1 && k <= SPP_MAX_INTERN);
+		if (round)
+			assert_true(k < SPP_MAX_INTERN);
+		assert_int_equal(spp_send(sv[0], SPP_INTERN, k, pages,
+					  (size_t)k * SPP_PAGE, -1, 0), 0);
+		assert_int_equal(spp_recv(sv[1], buf, NULL, 0),
+				 (ssize_t)(sizeof(struct spp_hdr) +
+					   (size_t)k * SPP_PAGE));
+		if (k < SPP_MAX_INTERN)
+			assert_int_equal(spp_send(sv[0], SPP_INTERN, k + 1,
+						  pages,
+						  (size_t)(k + 1) * SPP_PAGE,
+						  -1, MSG_DONTWAIT),
+					 -EMSGSIZE);
+		assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF,
+					    &small, sizeof(small)), 0);
+	}
+	close(sv[0]);
+	close(sv[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_shapes),
 		cmocka_unit_test(test_knobs),
 		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_intern_fit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

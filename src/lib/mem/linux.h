@@ -88,6 +88,8 @@ struct lx_client {
 	uint64_t *ow[2];
 	uint32_t now[2];
 	uint8_t *buf;		/* SPP_MAX_MSG: messages in and out */
+	uint32_t intern_max;	/* pages per INTERN that our socket's send
+				 * buffer holds (<= SPP_MAX_INTERN) */
 	/* The daemon's directory (proto.h), mapped read-only; NULL: none
 	 * yet, or it was retired (ask again) */
 	const struct spp_dir_hdr *dir;

@@ -213,6 +213,7 @@ static int cl_up(struct sp_linux *lx)
 		c->retry_ms = now_ms() + RETRY_MS;
 		return -ENOTCONN;
 	}
+	c->intern_max = spp_intern_fit(c->sock);
 	n = spp_call(c->sock, SPP_HELLO, 1, &h, sizeof(h), SPP_HELLO_R, c->buf,
 		     NULL);
 	if (n < 0) {
@@ -495,8 +496,8 @@ static void upload(struct sp_linux *lx, void *space, const uintptr_t *addr,
 		got[idx[i]].seg = SPP_SEG_NONE;
 	for (unsigned i = 0; i < m || tail < head;) {
 		if (i < m && head - tail < UPLOAD_DEPTH) {
-			unsigned b = m - i < SPP_MAX_INTERN ? m - i :
-							       SPP_MAX_INTERN;
+			unsigned b = m - i < lx->cl.intern_max ?
+					     m - i : lx->cl.intern_max;
 			int k = upload_send(lx, space, addr, idx + i, b,
 					    sent[head % UPLOAD_DEPTH]);
 
