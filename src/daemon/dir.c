@@ -30,7 +30,8 @@
  * doubled in the first pass, and their pages merged in a third pass,
  * 0.06-0.1 s after the rest, with all memory hashed once more).  So a
  * full pair of sets gives up a nomination; only when both hold nothing
- * else does the table grow first, and at its max the clock picks.
+ * else does the table grow first (if at least half full), and at its
+ * max (or below half full) the clock picks.
  *
  * Rewriting.  Clients read the table while we write it, so a hash that
  * changes tag (nominated -> PAIRED -> STORED) is rewritten in the way
@@ -235,8 +236,10 @@ void dir_put(struct dir *d, uint64_t hash, uint64_t tag)
 	}
 	/* Grown early rather than lose a PAIRED or STORED entry: one
 	 * lost cost the headline workload its last 23 pairs' merges a
-	 * whole pass (0.08 s of 0.5, and a third pass over all memory). */
-	if (d->n * 2 <= d->max && would_lose(d, v))
+	 * whole pass (0.08 s of 0.5, and a third pass over all memory).
+	 * Only from half full: a client can make hashes that share their
+	 * sets, and 17 of them must not double an empty table. */
+	if (d->n * 2 <= d->max && d->used >= d->n / 2 && would_lose(d, v))
 		grow(d);
 	d->used += (uint32_t)place(d, v);
 	if (d->used > d->n / 16 * 13)

@@ -195,12 +195,33 @@ static void same_sets(uint64_t *h, unsigned n, uint64_t seed)
 		       (uint64_t)1 << 39;
 }
 
+/* Nominations by client 9 in sets other than those of @h, until @d
+ * is half full.  Return: how many. */
+static unsigned fill_half(struct dir *d, uint64_t h)
+{
+	uint32_t s0 = spp_dir_set(h, d->n, 0), s1 = spp_dir_set(h, d->n, 1);
+	uint64_t x = 12345;
+	unsigned n = 0;
+
+	while (d->used < d->n / 2) {
+		uint64_t o = rnd(&x);
+		uint32_t a = spp_dir_set(o, d->n, 0), b = spp_dir_set(o, d->n, 1);
+
+		if (a == s0 || a == s1 || b == s0 || b == s1)
+			continue;
+		dir_put(d, o, 9);
+		n++;
+	}
+	return n;
+}
+
 /* A full pair of sets overwrites a nomination rather than a PAIRED or
- * STORED entry; when it holds only those, the table grows (if it may)
- * and every entry stays. */
+ * STORED entry; when it holds only those, the table grows (if it may,
+ * and is half full) and every entry stays. */
 static void test_keeps_precious(void **state)
 {
 	uint64_t h[2 * SPP_DIR_WAYS + 2];
+	unsigned base;
 	struct dir d;
 
 	(void)state;
@@ -217,14 +238,26 @@ static void test_keeps_precious(void **state)
 	for (unsigned i = 0; i <= 2 * SPP_DIR_WAYS; i++)
 		if (i != 5)
 			assert_int_not_equal(dir_find(&d, h[i], 0), 0);
-	/* Full of precious entries: grows rather than lose one. */
+	/* Full of precious entries, the table under half full: a client
+	 * may have made such hashes; the clock picks, no growth. */
+	dir_put(&d, h[2 * SPP_DIR_WAYS + 1], 2);
+	assert_int_equal(d.n, N_ENTRIES);
+	assert_int_equal(dir_find(&d, h[2 * SPP_DIR_WAYS + 1], 0), 2);
+	assert_int_equal(dir_drop(&d, h[2 * SPP_DIR_WAYS + 1], 0), 1);
+	dir_free(&d);
+
+	/* The same at half full: grows rather than lose one. */
+	assert_int_equal(dir_init(&d, N_ENTRIES, 2 * N_ENTRIES), 0);
+	for (unsigned i = 0; i < 2 * SPP_DIR_WAYS; i++)
+		dir_put(&d, h[i], i & 1 ? SPP_DIR_STORED : SPP_DIR_PAIRED);
+	base = fill_half(&d, h[0]);
+	assert_int_equal(d.n, N_ENTRIES);
 	dir_put(&d, h[2 * SPP_DIR_WAYS + 1], 2);
 	assert_int_equal(d.n, 2 * N_ENTRIES);
-	for (unsigned i = 0; i <= 2 * SPP_DIR_WAYS + 1; i++)
-		if (i != 5)
-			assert_int_not_equal(dir_find(&d, h[i], 0), 0);
-	assert_int_equal(d.used, 2 * SPP_DIR_WAYS + 1);
+	for (unsigned i = 0; i < 2 * SPP_DIR_WAYS; i++)
+		assert_int_not_equal(dir_find(&d, h[i], 0), 0);
 	assert_int_equal(dir_find(&d, h[2 * SPP_DIR_WAYS + 1], 0), 2);
+	assert_true(d.used <= 2 * SPP_DIR_WAYS + 1 + base);
 	dir_free(&d);
 
 	/* At its max it evicts one after all, and counts right. */
