@@ -160,14 +160,31 @@ int spp_check(const void *msg, size_t len)
 int spp_send(int sock, uint32_t type, uint32_t count, const void *body,
 	     size_t len, int fd, int flags)
 {
+	struct iovec iov = { (void *)body, len };
+
+	return spp_sendv(sock, type, count, &iov, len ? 1 : 0, fd, flags);
+}
+
+int spp_sendv(int sock, uint32_t type, uint32_t count,
+	      const struct iovec *body, unsigned nbody, int fd, int flags)
+{
 	struct spp_hdr h = { type, count };
-	struct iovec iov[2] = { { &h, sizeof(h) }, { (void *)body, len } };
+	struct iovec iov[1 + SPP_MAX_INTERN];
 	union {
 		struct cmsghdr c;
 		char buf[CMSG_SPACE(sizeof(int))];
 	} u;
-	struct msghdr m = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
+	struct msghdr m = { .msg_iov = iov, .msg_iovlen = 1 + nbody };
+	size_t len = 0;
 	ssize_t n;
+
+	if (nbody > SPP_MAX_INTERN)
+		return -EINVAL;
+	iov[0] = (struct iovec){ &h, sizeof(h) };
+	for (unsigned i = 0; i < nbody; i++) {
+		iov[1 + i] = body[i];
+		len += body[i].iov_len;
+	}
 
 	if (fd >= 0) {
 		memset(&u, 0, sizeof(u));

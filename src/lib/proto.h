@@ -53,6 +53,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #define SPP_VERSION 6
 #define SPP_MAX_MSG (128u * 1024)	/* largest message, header included */
@@ -303,6 +304,15 @@ int spp_check(const void *msg, size_t len);
  */
 int spp_send(int sock, uint32_t type, uint32_t count, const void *body,
 	     size_t len, int fd, int flags);
+
+/*
+ * spp_sendv - spp_send with the body in @nbody (at most SPP_MAX_INTERN)
+ * pieces, which the kernel copies into the message itself.  A piece it
+ * cannot read fails the whole send with -EFAULT, and nothing is sent
+ * (a datagram is queued whole or not at all).
+ */
+int spp_sendv(int sock, uint32_t type, uint32_t count,
+	      const struct iovec *body, unsigned nbody, int fd, int flags);
 
 /*
  * spp_intern_fit - pages of an INTERN that socket @sock can send: a unix

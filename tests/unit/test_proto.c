@@ -3,7 +3,8 @@
  * message shape accepted exactly, every other length and count refused;
  * knob validation; a round trip over a real SOCK_SEQPACKET pair,
  * including a truncated message and an fd; the INTERN size a socket's
- * send buffer allows.
+ * send buffer allows; a message sent from pieces, and none at all when
+ * a piece cannot be read.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -11,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -170,6 +172,46 @@ static void test_intern_fit(void **state)
 	close(sv[1]);
 }
 
+/* spp_sendv: pieces the kernel reads itself; one it cannot read fails
+ * the send with -EFAULT and nothing arrives (the agent then copies the
+ * pages it can read and sends again). */
+static void test_sendv(void **state)
+{
+	uint8_t *pg = mmap(NULL, 3 * SPP_PAGE, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct iovec iov[3];
+	int sv[2];
+
+	(void)state;
+	assert_ptr_not_equal(pg, MAP_FAILED);
+	for (unsigned i = 0; i < 3; i++) {
+		memset(pg + i * SPP_PAGE, 'a' + (int)i, SPP_PAGE);
+		iov[i] = (struct iovec){ pg + (2 - i) * SPP_PAGE, SPP_PAGE };
+	}
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	assert_int_equal(spp_sendv(sv[0], SPP_INTERN, 3, iov, 3, -1, 0), 0);
+	assert_int_equal(spp_recv(sv[1], buf, NULL, 0),
+			 (ssize_t)(sizeof(struct spp_hdr) + 3 * SPP_PAGE));
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(buf[sizeof(struct spp_hdr) + i * SPP_PAGE +
+				     SPP_PAGE - 1], 'c' - (int)i);
+	/* The middle piece unreadable: nothing is sent. */
+	assert_int_equal(mprotect(pg + SPP_PAGE, SPP_PAGE, PROT_NONE), 0);
+	assert_int_equal(spp_sendv(sv[0], SPP_INTERN, 3, iov, 3, -1, 0),
+			 -EFAULT);
+	assert_int_equal(spp_recv(sv[1], buf, NULL, MSG_DONTWAIT), -EAGAIN);
+	assert_int_equal(spp_sendv(sv[0], SPP_INTERN, 1, iov, 1, -1, 0), 0);
+	assert_int_equal(spp_recv(sv[1], buf, NULL, 0),
+			 (ssize_t)(sizeof(struct spp_hdr) + SPP_PAGE));
+	assert_int_equal(buf[sizeof(struct spp_hdr)], 'c');
+	/* More pieces than an INTERN has pages: refused. */
+	assert_int_equal(spp_sendv(sv[0], SPP_INTERN, 1, iov,
+				   SPP_MAX_INTERN + 1, -1, 0), -EINVAL);
+	close(sv[0]);
+	close(sv[1]);
+	munmap(pg, 3 * SPP_PAGE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -177,6 +219,7 @@ int main(void)
 		cmocka_unit_test(test_knobs),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_intern_fit),
+		cmocka_unit_test(test_sendv),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

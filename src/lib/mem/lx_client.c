@@ -422,6 +422,36 @@ static sp_spage_t adopt(struct sp_linux *lx, const struct spp_ref *r)
  * default) messages; a daemon that cannot queue one drops the client. */
 #define UPLOAD_DEPTH 4
 
+/* Send one INTERN with the bytes of pages @idx[0..m), straight from
+ * the program's memory: the kernel copies them into the message, as it
+ * would have from our buffer.  A write meanwhile only makes a page the
+ * daemon stores under its own hash of what it got; we compare before
+ * mapping anything, as always.  Return: 0 if sent (@sent gets the
+ * indices), -EFAULT if a page could not be read (nothing was sent:
+ * the caller copies instead), or -1 if the connection failed. */
+static int upload_direct(struct sp_linux *lx, const uintptr_t *addr,
+			 const unsigned *idx, unsigned m, unsigned *sent)
+{
+	struct iovec iov[SPP_MAX_INTERN];
+	int err;
+
+	for (unsigned i = 0; i < m; i++) {
+		/* a page we hold is not where the program sees it */
+		if (lx_hold_of(lx, addr[idx[i]]))
+			return -EFAULT;
+		iov[i] = (struct iovec){ (void *)addr[idx[i]], LX_PS };
+	}
+	err = spp_sendv(lx->cl.sock, SPP_INTERN, m, iov, m, -1, 0);
+	if (err == -EFAULT)
+		return err;
+	if (err) {
+		cl_down(lx);
+		return -1;
+	}
+	memcpy(sent, idx, m * sizeof(*idx));
+	return 0;
+}
+
 /* Send one INTERN with the bytes of pages @idx[0..m) (those still
  * readable); @sent gets their indices.  Return: pages sent (0: none, no
  * message), or -1 if the connection failed. */
@@ -431,7 +461,10 @@ static int upload_send(struct sp_linux *lx, void *space, const uintptr_t *addr,
 	struct lx_client *c = &lx->cl;
 	uint8_t *pages = c->buf + SPP_MAX_MSG;
 	unsigned k = 0;
+	int err = upload_direct(lx, addr, idx, m, sent);
 
+	if (err != -EFAULT)
+		return err ? -1 : (int)m;
 	for (unsigned i = 0; i < m; i++) {
 		uint8_t *dst = pages + (size_t)k * LX_PS;
 		const void *p = lx_peek(lx, space, addr[idx[i]], dst);
