@@ -464,11 +464,24 @@ uint32_t store_intern_many(struct store *st, const void *pages, uint32_t n,
 
 	assert(n <= ST_INTERN_MAX);
 	*err = 0;
+	/* Every hash first, then the loads the lookups start with, so that
+	 * their cache misses overlap (a bucket head, then its first slot:
+	 * one after the other, they were a tenth of the daemon's time
+	 * while two processes merged). */
+	for (uint32_t i = 0; i < n; i++)
+		h[i] = sp_hash_page(pg + (size_t)i * PS);
+	store_prefetch(st, h, n);
+	for (uint32_t i = 0; i < n; i++) {
+		const struct slot *s = slot_of(st,
+			st->bucket[h[i] & (st->nbucket - 1)]);
+
+		if (s)
+			__builtin_prefetch(s);
+	}
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *p = pg + (size_t)i * PS;
 		uint32_t g;
 
-		h[i] = sp_hash_page(p);
 		via[i] = -1;
 		gid[i] = find_equal(st, h[i], p);
 		for (uint32_t k = 0; gid[i] == ST_NONE && k < nf; k++)
