@@ -46,8 +46,8 @@ uint64_t dir_find(const struct dir *d, uint64_t hash, uint64_t mine);
  * picks if both sets hold only PAIRED and STORED entries).  Grows the
  * table (a new memfd; the old one is marked retired) past 13/16 full,
  * and from half full before a PAIRED or STORED entry would be
- * overwritten, up to its max, keeping every entry; if growing fails the table keeps working,
- * with more evictions.
+ * overwritten, up to its max, keeping every entry; if growing fails
+ * the table keeps working, with more evictions.
  */
 void dir_put(struct dir *d, uint64_t hash, uint64_t tag);
 
