@@ -324,15 +324,19 @@ uint32_t store_lookup(struct store *st, uint64_t hash)
 	return ST_NONE;
 }
 
+static void prefetch_one(const struct store *st, uint64_t hash)
+{
+	__builtin_prefetch(&st->bucket[hash & (st->nbucket - 1)]);
+	spp_dir_prefetch(st->dir.e, st->dir.n, hash);
+	if (st->hints.fd >= 0)
+		spp_dir_prefetch(st->hints.e, st->hints.n, hash);
+}
+
 void store_prefetch(const struct store *st, const uint64_t *hash,
 		    uint32_t n)
 {
-	for (uint32_t i = 0; i < n; i++) {
-		__builtin_prefetch(&st->bucket[hash[i] & (st->nbucket - 1)]);
-		spp_dir_prefetch(st->dir.e, st->dir.n, hash[i]);
-		if (st->hints.fd >= 0)
-			spp_dir_prefetch(st->hints.e, st->hints.n, hash[i]);
-	}
+	for (uint32_t i = 0; i < n; i++)
+		prefetch_one(st, hash[i]);
 }
 
 void store_flush(struct store *st)
@@ -464,13 +468,14 @@ uint32_t store_intern_many(struct store *st, const void *pages, uint32_t n,
 
 	assert(n <= ST_INTERN_MAX);
 	*err = 0;
-	/* Every hash first, then the loads the lookups start with, so that
+	/* Every hash first, with the loads the lookups start with, so that
 	 * their cache misses overlap (a bucket head, then its first slot:
 	 * one after the other, they were a tenth of the daemon's time
 	 * while two processes merged). */
-	for (uint32_t i = 0; i < n; i++)
+	for (uint32_t i = 0; i < n; i++) {
 		h[i] = sp_hash_page(pg + (size_t)i * PS);
-	store_prefetch(st, h, n);
+		prefetch_one(st, h[i]);
+	}
 	for (uint32_t i = 0; i < n; i++) {
 		const struct slot *s = slot_of(st,
 			st->bucket[h[i] & (st->nbucket - 1)]);
