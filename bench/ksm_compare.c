@@ -1062,6 +1062,21 @@ static void live_line(const struct run *x, double t, uint64_t merged,
 	fflush(stdout);
 }
 
+/* CPU used up to one moment: the merger's, the machine's, ours and the
+ * workloads' (the end of a run's window). */
+struct until {
+	struct cpu c;
+	double busy, self, wl;
+};
+
+static void until_now(const struct run *x, struct until *u)
+{
+	u->c = merger_cpu(x);
+	u->busy = machine_busy();
+	u->self = cpu_s();
+	u->wl = IS_SP(x->mode) ? 0 : workloads_cpu(x);
+}
+
 static void run_watch(struct run *x)
 {
 	struct result *r = x->r;
@@ -1070,7 +1085,10 @@ static void run_watch(struct run *x)
 			 : w->timeout_def ? w->timeout_def : opt.timeout_def;
 	double pm_cost = 0, t_first = -1;
 	uint64_t merged = 0;
-	struct cpu c1;
+	/* The CPU at the converge time: samepage's converge is confirmed
+	 * one sample later, whose CPU (the next pass, at full speed) is
+	 * not part of converging; KSM's is read at once. */
+	struct until at_first, end;
 	struct ctr c;
 	int fb = 0;
 
@@ -1095,8 +1113,10 @@ static void run_watch(struct run *x)
 			 * frame, so a second look confirms */
 			if (!IS_SP(x->mode) || t_first >= 0)
 				done = 1;
-			if (t_first < 0)
+			if (t_first < 0) {
 				t_first = t;
+				until_now(x, &at_first);
+			}
 		} else {
 			t_first = -1;
 		}
@@ -1138,17 +1158,20 @@ static void run_watch(struct run *x)
 	}
 	r->merged = merged;
 	live_line(x, now_s(), merged, 1);
-	c1 = merger_cpu(x);
-	r->cpu = cpu_between(x->cpu0, c1, &fb);
+	if (r->converged && w->exp_merged && t_first >= 0)
+		end = at_first;
+	else
+		until_now(x, &end);
+	r->cpu = cpu_between(x->cpu0, end.c, &fb);
 	r->cpu_fallback |= fb;
-	r->cpu_daemon = c1.daemon - x->cpu0.daemon;
+	r->cpu_daemon = end.c.daemon - x->cpu0.daemon;
 	/* the rest of the machine: busy time less the merger, the
 	 * workloads and us */
-	r->others = machine_busy() - x->busy0 -
-		    (IS_SP(x->mode) ? c1.whole - x->cpu0.whole
-				    : c1.merger - x->cpu0.merger +
-				      workloads_cpu(x) - x->wl0) -
-		    (cpu_s() - x->self0);
+	r->others = end.busy - x->busy0 -
+		    (IS_SP(x->mode) ? end.c.whole - x->cpu0.whole
+				    : end.c.merger - x->cpu0.merger +
+				      end.wl - x->wl0) -
+		    (end.self - x->self0);
 	for (unsigned i = 0; i < x->nk; i++)
 		kid_expect(&x->k[i], "ready", 60);
 }
