@@ -512,6 +512,10 @@ static int upload_recv(struct sp_linux *lx, const unsigned *sent, unsigned k,
  * while we read and send the next, and the scanner waits for the daemon
  * about once per UPLOAD_DEPTH batches instead of once per batch (on a
  * busy machine each wait is a wake-up of the daemon and then of us).
+ * A full message (31 pages, 124 KiB) fills more than half of a default
+ * send buffer (208 KiB), so a second send often waits for the daemon
+ * to take the first: a larger buffer, or 8 messages of 15 pages in
+ * flight, did not converge the headline workload any sooner.
  * Answers come in order (SOCK_SEQPACKET).  Nothing is adopted before
  * the last answer is in: adopting may itself call the daemon (for a
  * segment's fd), which must not meet an answer still in the queue.  On
