@@ -457,6 +457,21 @@ static long long wait_stat(pid_t pid, const char *name, long long lo,
 			   long long hi, double secs);
 static long long stat_of(pid_t pid, const char *name);
 
+/* Start @c (16 MiB, @writers threads) with a scanner that does a whole
+ * pass in one batch (pages_to_scan above the domain's pages) and then
+ * sleeps a minute.  Return: when it started. */
+static double spawn_one_pass(struct kid *c, unsigned writers)
+{
+	double t0 = now();
+
+	kid_pages = "100000";
+	kid_sleep = "60000";
+	spawn(c, 16, writers);
+	kid_pages = "4096";
+	kid_sleep = "1";
+	return t0;
+}
+
 /* A program that starts after two others merged the data it holds maps
  * the shared store's pages at its first look.  Its scanner does a whole
  * pass in one batch (pages_to_scan above the domain's pages) and then
@@ -476,12 +491,7 @@ static int scenario_late(void)
 	if (s != a.n)
 		FAIL("only %zu of %zu pages merged before the late start", s,
 		     a.n);
-	kid_pages = "100000";
-	kid_sleep = "60000";
-	t0 = now();
-	spawn(&c, 16, 0);
-	kid_pages = "4096";
-	kid_sleep = "1";
+	t0 = spawn_one_pass(&c, 0);
 	s = wait_shared(&a, a.addr, &c, c.addr, a.n, a.n, 30);
 	printf("late: %zu of %zu pages of the late process on the others' "
 	       "frames %.2f s after it started; full_scans %lld\n", s, a.n,
@@ -497,12 +507,7 @@ static int scenario_late(void)
 	 * look and its hold, which only phase 2's byte comparison stops,
 	 * is too rare here to test that comparison (dropping it for named
 	 * pages passed this run; test_differential catches it). */
-	kid_pages = "100000";
-	kid_sleep = "60000";
-	t0 = now();
-	spawn(&c, 16, 2);
-	kid_pages = "4096";
-	kid_sleep = "1";
+	t0 = spawn_one_pass(&c, 2);
 	s = wait_shared(&a, a.addr + a.n / 2 * PS, &c, c.addr + a.n / 2 * PS,
 			a.n / 2, a.n / 4, 30);
 	printf("late, writing: %zu of the %zu pages of its second half on "
