@@ -87,7 +87,8 @@ struct sp_agent {
 	uint64_t domain_pages;		/* the domain's sum in the answer
 					 * (0: no answer, we are alone);
 					 * see scan_budget() */
-	uint64_t flags_ns;		/* last VMA flags read after a pass */
+	uint64_t flags_ns;		/* last VMA flags read after a pass or
+					 * at a registration; under mem_lock */
 };
 
 /* The agent of this process, for the fork handlers.  agents_lock
@@ -311,7 +312,11 @@ static uint64_t clock_ns(clockid_t c)
 }
 
 /* After a pass, at most once a second: re-read the VMA flags, so that a
- * change the shim did not see (a raw syscall) counts within a second. */
+ * change the shim did not see (a raw syscall) counts within a second.
+ * A registration reads them too, and restarts the second: on the
+ * headline workload the first pass ended 50-100 ms after the program's
+ * madvise, and read them again (a page-table walk: ~5 ms per 512 MiB
+ * in /proc/self/smaps) for nothing.  Context: mem_lock. */
 static void refresh_flags(struct sp_agent *a)
 {
 	uint64_t now = clock_ns(CLOCK_MONOTONIC);
@@ -931,6 +936,8 @@ int sp_agent_register(struct sp_agent *a, void *addr, size_t len)
 
 	mem_enter(a);
 	lx_refresh_flags(a->lx);
+	/* a read like the one after a pass: that one waits a second */
+	a->flags_ns = clock_ns(CLOCK_MONOTONIC);
 	err = sp_register(a->e, a->s, (uintptr_t)addr, len);
 	mem_leave(a);
 	/* An idle scanner begins its first pass now (idle_wait). */
