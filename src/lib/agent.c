@@ -87,8 +87,8 @@ struct sp_agent {
 	uint64_t domain_pages;		/* the domain's sum in the answer
 					 * (0: no answer, we are alone);
 					 * see scan_budget() */
-	uint64_t flags_ns;		/* last VMA flags read after a pass or
-					 * at a registration; under mem_lock */
+	uint64_t flags_ns;		/* last VMA flags read (read_flags);
+					 * under mem_lock */
 };
 
 /* The agent of this process, for the fork handlers.  agents_lock
@@ -118,6 +118,24 @@ static void mem_leave(struct sp_agent *a)
 {
 	pthread_mutex_unlock(&a->mem_lock);
 	in_agent--;
+}
+
+static uint64_t clock_ns(clockid_t c)
+{
+	struct timespec ts;
+
+	clock_gettime(c, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Read every VMA's flags (lx_refresh_flags: /proc/self/smaps, a
+ * page-table walk, ~5 ms per 512 MiB), and note when: the read after a
+ * pass waits a second from the last read, whatever made it (see
+ * refresh_flags).  Context: mem_lock. */
+static void read_flags(struct sp_agent *a)
+{
+	lx_refresh_flags(a->lx);
+	a->flags_ns = clock_ns(CLOCK_MONOTONIC);
 }
 
 /* Run @fn under mem_lock on the scanner thread and return its result;
@@ -252,7 +270,7 @@ static int job_merge_any(struct sp_agent *a, void *arg)
 
 	if (on && !a->merge_any) {
 		__atomic_store_n(&a->merge_any, 1, __ATOMIC_RELAXED);
-		lx_refresh_flags(a->lx);
+		read_flags(a);
 		register_all_anon(a);
 	} else if (!on && a->merge_any) {
 		err = unregister_all(a);
@@ -303,28 +321,16 @@ static void timed_wait(pthread_cond_t *c, pthread_mutex_t *m, uint64_t ms)
 	pthread_cond_timedwait(c, m, &ts);
 }
 
-static uint64_t clock_ns(clockid_t c)
-{
-	struct timespec ts;
-
-	clock_gettime(c, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* After a pass, at most once a second: re-read the VMA flags, so that a
  * change the shim did not see (a raw syscall) counts within a second.
- * A registration reads them too, and restarts the second: on the
- * headline workload the first pass ended 50-100 ms after the program's
- * madvise, and read them again (a page-table walk: ~5 ms per 512 MiB
- * in /proc/self/smaps) for nothing.  Context: mem_lock. */
+ * The second runs from the last read of any kind (read_flags): a
+ * registration reads them too, and on the headline workload the first
+ * pass ended 50-100 ms after the program's madvise and read them again
+ * for nothing.  Context: mem_lock. */
 static void refresh_flags(struct sp_agent *a)
 {
-	uint64_t now = clock_ns(CLOCK_MONOTONIC);
-
-	if (now - a->flags_ns >= 1000000000u) {
-		lx_refresh_flags(a->lx);
-		a->flags_ns = now;
-	}
+	if (clock_ns(CLOCK_MONOTONIC) - a->flags_ns >= 1000000000u)
+		read_flags(a);
 }
 
 /*
@@ -935,9 +941,7 @@ int sp_agent_register(struct sp_agent *a, void *addr, size_t len)
 	int err;
 
 	mem_enter(a);
-	lx_refresh_flags(a->lx);
-	/* a read like the one after a pass: that one waits a second */
-	a->flags_ns = clock_ns(CLOCK_MONOTONIC);
+	read_flags(a);
 	err = sp_register(a->e, a->s, (uintptr_t)addr, len);
 	mem_leave(a);
 	/* An idle scanner begins its first pass now (idle_wait). */
@@ -1109,7 +1113,7 @@ static void remap_locked(struct sp_agent *a, struct remap *r)
 		/* Store mappings may have moved, and VMA flags with them:
 		 * ask the kernel. */
 		lx_reconcile(a->lx);
-		lx_refresh_flags(a->lx);
+		read_flags(a);
 	}
 }
 
@@ -1223,7 +1227,7 @@ static int job_vma_call(struct sp_agent *a, void *arg)
 
 	if (!err)
 		err = c->fn(c->arg);
-	lx_refresh_flags(a->lx);
+	read_flags(a);
 	return err;
 }
 
@@ -1237,7 +1241,7 @@ int sp_agent_vma_call(struct sp_agent *a, int unmerge_first, void *addr,
 		return on_scanner(a, job_vma_call, &c);
 	mem_enter(a);
 	err = fn(arg);
-	lx_refresh_flags(a->lx);
+	read_flags(a);
 	mem_leave(a);
 	return err;
 }
