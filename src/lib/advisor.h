@@ -13,6 +13,16 @@
 
 #include <stdint.h>
 
+/*
+ * A process's agent begins a pass at most every SP_MIN_PASS_MS
+ * milliseconds, however fast it scans (agent.c pass_gap()): content
+ * rewritten faster than that never shows the same checksum twice, so it
+ * never merges.  It also bounds the rescan rate: N registered pages are
+ * covered at most N * 1000 / SP_MIN_PASS_MS times a second (bench/
+ * ksm_compare reports that cap beside the measured rate).
+ */
+#define SP_MIN_PASS_MS 100
+
 struct sp_advice {
 	uint64_t pages_to_scan;	/* in force during the last pass, > 0 */
 	double wall_s;		/* the last pass: elapsed time */

@@ -37,7 +37,6 @@
 
 #define STACK_SIZE (1u << 20)
 #define URGENT_BUDGET (1u << 16)
-#define MIN_PASS_MS 100		/* a pass begins at most this often */
 
 /* Work a program thread hands to the scanner: unmerging holds pages
  * (lx_unmerge.c), and only the scanner, whose stack and TLS are ours,
@@ -479,23 +478,23 @@ static void advise(struct sp_agent *a)
 /*
  * After a pass that found nothing registered: wait for a registration
  * (sp_agent_register kicks us), a job, merge_now or stop, polling every
- * MIN_PASS_MS for what registers without a call (PR_SET_MEMORY_MERGE's
+ * SP_MIN_PASS_MS for what registers without a call (PR_SET_MEMORY_MERGE's
  * new mappings, register_all_anon) and for the daemon's knobs.  As ksmd
  * sleeps until the first mm enters, the first pass thus begins when the
- * first range is registered, not up to MIN_PASS_MS later, and sleep_ms
+ * first range is registered, not up to SP_MIN_PASS_MS later, and sleep_ms
  * does not apply: no page was looked at.
  * Context: a->lock held (released while waiting).
  */
 static void idle_wait(struct sp_agent *a)
 {
 	if (!a->kicked && !a->stop && !a->job && !a->urgent)
-		timed_wait(&a->wake, &a->lock, MIN_PASS_MS);
+		timed_wait(&a->wake, &a->lock, SP_MIN_PASS_MS);
 }
 
 /*
- * After a pass that began at @begun: wait until MIN_PASS_MS after that
+ * After a pass that began at @begun: wait until SP_MIN_PASS_MS after that
  * before the next pass begins (a job or stop ends the wait).  A page is
- * thus looked at most every MIN_PASS_MS, however fast the scan: content
+ * thus looked at most every SP_MIN_PASS_MS, however fast the scan: content
  * rewritten faster than that never shows the same checksum twice, so it
  * is volatile, never uploaded nor merged (KSM's rule, whose period is
  * otherwise the pass time: at full speed a small region passes every
@@ -507,7 +506,7 @@ static void idle_wait(struct sp_agent *a)
 static void pass_gap(struct sp_agent *a, uint64_t begun)
 {
 	uint64_t now = clock_ns(CLOCK_MONOTONIC);
-	uint64_t until = begun + MIN_PASS_MS * 1000000u;
+	uint64_t until = begun + SP_MIN_PASS_MS * 1000000u;
 
 	while (now < until && !a->stop && !a->job) {
 		timed_wait(&a->wake, &a->lock,

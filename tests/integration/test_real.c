@@ -516,7 +516,7 @@ static void test_unmerge_keeps_pinned_pages(void **state)
 }
 
 /*
- * A pass begins at most every 100 ms (agent.c, MIN_PASS_MS), so that
+ * A pass begins at most every 100 ms (advisor.h, SP_MIN_PASS_MS), so that
  * content rewritten faster never shows the same checksum twice.  The rule
  * holds from the first pass after an idle spell too: merge_now's three
  * passes begin at t, t + 100 ms and t + 200 ms at the earliest.  (This
