@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -165,6 +166,16 @@ int spp_send(int sock, uint32_t type, uint32_t count, const void *body,
 	return spp_sendv(sock, type, count, &iov, len ? 1 : 0, fd, flags);
 }
 
+/* The body may be a program's pages, read whole (INTERN), across its
+ * allocations and their redzones: a sanitizer build makes the system
+ * call itself, since the sanitizers' sendmsg checks every byte sent as
+ * a read by the program (lx_guard.c says more). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define raw_sendmsg(s, m, f) syscall(SYS_sendmsg, (s), (m), (f))
+#else
+#define raw_sendmsg sendmsg
+#endif
+
 int spp_sendv(int sock, uint32_t type, uint32_t count,
 	      const struct iovec *body, unsigned nbody, int fd, int flags)
 {
@@ -196,7 +207,7 @@ int spp_sendv(int sock, uint32_t type, uint32_t count,
 		memcpy(CMSG_DATA(CMSG_FIRSTHDR(&m)), &fd, sizeof(int));
 	}
 	do
-		n = sendmsg(sock, &m, flags | MSG_NOSIGNAL);
+		n = raw_sendmsg(sock, &m, flags | MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
