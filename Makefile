@@ -1,7 +1,7 @@
 # samepage - the README's two commands:
 #   make run    the main job
 #   make test   the whole suite (plain, then ASan+UBSan, then TSan on the
-#               threaded tests)
+#               threaded tests and the multi-process ones it can run)
 # Both install missing Debian build dependencies first (as root).
 # Plain `make` only builds.
 
@@ -58,7 +58,8 @@ test-asan: $(BUILD_ASAN)/build.ninja
 test-tsan: $(BUILD_TSAN)/build.ninja
 	$(NINJA) -C $(BUILD_TSAN)
 	TSAN_OPTIONS=halt_on_error=1 \
-	$(MESON) test -C $(BUILD_TSAN) --print-errorlogs --suite threads
+	$(MESON) test -C $(BUILD_TSAN) --print-errorlogs --suite threads \
+		--suite run-tsan
 
 # The main job: 4 processes holding 256 MiB each, half of it the same
 # data in all four, merged under `samepage run` and then under kernel KSM

@@ -39,6 +39,7 @@
 #include <sys/mman.h>
 
 #include "linux.h"
+#include "lx_sys.h"
 
 /* The advice that sets each kept flag, and its name in VmFlags. */
 static const struct {
@@ -212,15 +213,15 @@ int lx_map_keep(struct sp_linux *lx, uintptr_t addr, size_t len, int prot,
 	if (mask < 0)
 		return mask;
 	if (!mask)
-		return mmap((void *)addr, len, prot, flags | MAP_FIXED, fd,
-			    off) == MAP_FAILED ? -errno : 0;
+		return lx_sys_mmap((void *)addr, len, prot, flags | MAP_FIXED,
+				   fd, off) == MAP_FAILED ? -errno : 0;
 	/* Made elsewhere with the flags, then moved in place with them. */
 	t = mmap(NULL, len, prot, flags, fd, off);
 	if (t == MAP_FAILED)
 		return -errno;
 	err = lx_keep_apply(lx, (uintptr_t)t, addr, end);
-	if (!err && mremap(t, len, len, MREMAP_MAYMOVE | MREMAP_FIXED,
-			   (void *)addr) == MAP_FAILED)
+	if (!err && lx_sys_mremap(t, len, len, MREMAP_MAYMOVE | MREMAP_FIXED,
+				  (void *)addr) == MAP_FAILED)
 		err = -errno;
 	if (err)
 		munmap(t, len);

@@ -16,14 +16,17 @@
  * one: lx_guard_ok() checks, and callers fall back to /proc/self/mem
  * otherwise (which also reads PROT_NONE pages).
  *
- * A page is read whole, whatever the program keeps in it.  Under ASan
- * the program's heap pages hold redzones and freed chunks, which ASan
- * reports when read: through its memcpy and memcmp interceptors, and in
- * instrumented code.  Those reads are the scanner's job, not a bug of
- * the program, so a build with ASan reads here through raw_copy() and
- * raw_cmp(), which are not instrumented and call no libc routine, and
- * hashes with XXH3 built without ASan (meson.build); the program's own
- * accesses stay checked.
+ * A page is read whole, whatever the program keeps in it and whatever
+ * its threads are doing to it.  Under ASan the program's heap pages hold
+ * redzones and freed chunks, which ASan reports when read; under
+ * ThreadSanitizer every read races with the program's writers, by
+ * design (a torn read only makes a checksum or a comparison differ;
+ * decisions are made on held pages).  Those reads are the scanner's job,
+ * not a bug of the program, so a sanitizer build reads here through
+ * raw_copy() and raw_cmp(), which are not instrumented and call no libc
+ * routine (the sanitizers check memcpy and memcmp in their
+ * interceptors), and hashes with XXH3 built without the sanitizer
+ * (meson.build); the program's own accesses stay checked.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -131,12 +134,13 @@ static int guarded_run(void (*fn)(void *), void *arg)
 	return 0;
 }
 
-#ifdef __SANITIZE_ADDRESS__
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define RAW __attribute__((no_sanitize_address, no_sanitize_thread, noinline))
+
 /* memcpy of @n bytes, read a word at a time (a byte at a time from an
  * unaligned @src) through a volatile pointer, so that the compiler
  * cannot turn the loop back into a memcpy call. */
-__attribute__((no_sanitize_address, noinline))
-static void raw_copy(void *dst, const void *src, size_t n)
+RAW static void raw_copy(void *dst, const void *src, size_t n)
 {
 	const volatile unsigned char *s = src;
 	unsigned char *d = dst;
@@ -152,8 +156,7 @@ static void raw_copy(void *dst, const void *src, size_t n)
 }
 
 /* memcmp of @n bytes: the sign of the first differing byte pair. */
-__attribute__((no_sanitize_address, noinline))
-static int raw_cmp(const void *a, const void *b, size_t n)
+RAW static int raw_cmp(const void *a, const void *b, size_t n)
 {
 	const volatile unsigned char *x = a, *y = b;
 

@@ -71,6 +71,28 @@ struct procmap_query {
 #define MADV_POPULATE_WRITE 23
 #endif
 
+/*
+ * mmap and mremap over the program's own addresses: a merge puts the
+ * stable page where the program's page was, a rebuild a copy of its
+ * pages, and neither changes a byte the program sees.  A sanitizer's
+ * interceptor would take the new mapping for new memory (ThreadSanitizer
+ * for a write by the scanner, racing with every later access of the
+ * program; ASan would unpoison the program's redzones on it), so a
+ * sanitizer build makes these system calls itself.  Same contract as
+ * mmap(2) and mremap(2).
+ */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define lx_sys_mmap(a, l, p, f, fd, o) \
+	((void *)syscall(SYS_mmap, (a), (l), (p), (f), (fd), (o)))
+#define lx_sys_mremap(o, ol, nl, f, n) \
+	((void *)syscall(SYS_mremap, (o), (ol), (nl), (f), (n)))
+#else
+#define lx_sys_mmap mmap
+#define lx_sys_mremap mremap
+#endif
+
 /* /proc/PID/pagemap entry bits. */
 #define PM_PFN_MASK ((1ULL << 55) - 1)
 #define PM_EXCLUSIVE (1ULL << 56)

@@ -202,8 +202,8 @@ static int rebuild_chunk(struct sp_linux *lx, uintptr_t c0, uintptr_t c1,
 	if (lx_uffd_unregister(lx, (uintptr_t)dst, len) ||
 	    (prot != (PROT_READ | PROT_WRITE) && mprotect(dst, len, prot)) ||
 	    keep_flags(lx, dst, c0, c1) ||
-	    mremap(dst, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)c0) ==
-		    MAP_FAILED)
+	    lx_sys_mremap(dst, len, len, MREMAP_MAYMOVE | MREMAP_FIXED,
+			  (void *)c0) == MAP_FAILED)
 		goto undo;
 	/* The registered mappings are gone with their registration; their
 	 * waiters go to the new one (counted first: a woken waiter takes
