@@ -171,7 +171,8 @@ int spp_send(int sock, uint32_t type, uint32_t count, const void *body,
  * call itself, since the sanitizers' sendmsg checks every byte sent as
  * a read by the program (lx_guard.c says more). */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define raw_sendmsg(s, m, f) syscall(SYS_sendmsg, (s), (m), (f))
+#define raw_sendmsg(s, m, f) \
+	syscall(SYS_sendmsg, (long)(s), (long)(m), (long)(f))
 #else
 #define raw_sendmsg sendmsg
 #endif

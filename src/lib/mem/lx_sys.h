@@ -84,10 +84,13 @@ struct procmap_query {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #include <sys/syscall.h>
 #include <unistd.h>
+/* syscall() reads each argument as a long: pass them so. */
 #define lx_sys_mmap(a, l, p, f, fd, o) \
-	((void *)syscall(SYS_mmap, (a), (l), (p), (f), (fd), (o)))
+	((void *)syscall(SYS_mmap, (long)(a), (long)(l), (long)(p), \
+			 (long)(f), (long)(fd), (long)(o)))
 #define lx_sys_mremap(o, ol, nl, f, n) \
-	((void *)syscall(SYS_mremap, (o), (ol), (nl), (f), (n)))
+	((void *)syscall(SYS_mremap, (long)(o), (long)(ol), (long)(nl), \
+			 (long)(f), (long)(n)))
 #else
 #define lx_sys_mmap mmap
 #define lx_sys_mremap mremap
