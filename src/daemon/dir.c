@@ -225,15 +225,13 @@ static void grow(struct dir *d)
 
 void dir_put(struct dir *d, uint64_t hash, uint64_t tag)
 {
-	uint64_t v = (hash & SPP_DIR_HASH) | tag;
+	uint64_t v = (hash & SPP_DIR_HASH) | tag, *s[2];
 
-	for (unsigned k = 0; k < 2; k++) {
-		const uint64_t *s = &d->e[spp_dir_set(hash, d->n, k)];
-
+	sets_of(d, v, s);
+	for (unsigned k = 0; k < 2; k++)
 		for (unsigned w = 0; w < SPP_DIR_WAYS; w++)
-			if (s[w] == v)
+			if (s[k][w] == v)
 				return;
-	}
 	/* Grown early rather than lose a PAIRED or STORED entry: one
 	 * lost cost the headline workload its last 23 pairs' merges a
 	 * whole pass (0.08 s of 0.5, and a third pass over all memory).
@@ -248,25 +246,25 @@ void dir_put(struct dir *d, uint64_t hash, uint64_t tag)
 
 void dir_set(struct dir *d, uint64_t hash, uint64_t tag)
 {
-	uint64_t v = (hash & SPP_DIR_HASH) | tag;
-	/* A hash's two sets may be one: visited twice, its overwritten
-	 * entry would be dropped as another. */
-	unsigned sets = spp_dir_set(hash, d->n, 0) == spp_dir_set(hash, d->n, 1)
-				? 1 : 2;
+	uint64_t v = (hash & SPP_DIR_HASH) | tag, *s[2];
+	unsigned sets;
 	int done = 0;
 
+	sets_of(d, v, s);
+	/* A hash's two sets may be one: visited twice, its overwritten
+	 * entry would be dropped as another. */
+	sets = s[0] == s[1] ? 1 : 2;
 	for (unsigned k = 0; k < sets; k++) {
-		uint64_t *s = &d->e[spp_dir_set(hash, d->n, k)];
-
 		for (unsigned w = 0; w < SPP_DIR_WAYS; w++) {
-			if (!s[w] || (s[w] & SPP_DIR_HASH) != (hash & SPP_DIR_HASH))
+			if (!s[k][w] ||
+			    (s[k][w] & SPP_DIR_HASH) != (hash & SPP_DIR_HASH))
 				continue;
 			if (!done) {
-				store_entry(&s[w], v);
+				store_entry(&s[k][w], v);
 				done = 1;
 				continue;
 			}
-			store_entry(&s[w], 0);
+			store_entry(&s[k][w], 0);
 			d->used--;
 		}
 	}
