@@ -393,6 +393,8 @@ struct kid {
 	 * how many are not (the chunks it must read again). */
 	uint8_t *known;
 	uint32_t *left;
+	uint32_t *other;	/* per chunk: pages that need not merge,
+				 * merged at its last read (not known) */
 	uint64_t nknown, nknown_exp;
 };
 
@@ -528,6 +530,8 @@ static int kid_finish(struct kid *k, int slot)
 	close(k->pagemap);
 	free(k->known);
 	free(k->left);
+	free(k->other);
+	k->other = NULL;
 	k->known = NULL;
 	k->left = NULL;
 	if (WIFEXITED(st) && WEXITSTATUS(st) <= 1)
@@ -550,9 +554,15 @@ static int kid_finish(struct kid *k, int slot)
  * confirms convergence with one.  A page with no frame counts as merged
  * (a released zero page) but is read again, since a page held
  * mid-merge has none either.
+ *
+ * With @mustonly, a chunk is read again only for the pages that must
+ * merge: the others (a workload's unique pages) count in *@all as they
+ * were at the last read of their chunk, until the next @full read.
+ * Workload a's unique half was read again at every poll for nothing,
+ * half of the poller's cost while samepage merged.
  */
 static void merged_state(struct kid *k, const uint8_t *must, int full,
-			 uint64_t *all, uint64_t *exp)
+			 int mustonly, uint64_t *all, uint64_t *exp)
 {
 	static uint64_t pm[KNOWN_CHUNK];
 	uint64_t nchunk = (k->pages + KNOWN_CHUNK - 1) / KNOWN_CHUNK;
@@ -560,7 +570,8 @@ static void merged_state(struct kid *k, const uint8_t *must, int full,
 	if (!k->known) {
 		k->known = calloc((k->pages + 7) / 8, 1);
 		k->left = malloc(nchunk * sizeof(*k->left));
-		if (!k->known || !k->left)
+		k->other = malloc(nchunk * sizeof(*k->other));
+		if (!k->known || !k->left || !k->other)
 			die("out of memory");
 		full = 1;
 	}
@@ -576,8 +587,10 @@ static void merged_state(struct kid *k, const uint8_t *must, int full,
 		uint64_t off = c * KNOWN_CHUNK, n = k->pages - off;
 		ssize_t got;
 
-		if (!k->left[c])
+		if (!k->left[c]) {
+			*all += k->other[c];
 			continue;
+		}
 		if (n > KNOWN_CHUNK)
 			n = KNOWN_CHUNK;
 		got = pread(k->pagemap, pm, n * 8,
@@ -585,7 +598,7 @@ static void merged_state(struct kid *k, const uint8_t *must, int full,
 		if (got != (ssize_t)(n * 8))
 			die("pagemap of %d: %s", (int)k->pid,
 			    got < 0 ? strerror(errno) : "short read");
-		k->left[c] = 0;
+		k->left[c] = k->other[c] = 0;
 		for (uint64_t i = 0; i < n; i++) {
 			uint64_t e = pm[i], j = off + i;
 			unsigned m = must[j / 8] >> (j % 8) & 1;
@@ -601,8 +614,10 @@ static void merged_state(struct kid *k, const uint8_t *must, int full,
 				k->known[j / 8] |= (uint8_t)(1u << (j % 8));
 				k->nknown++;
 				k->nknown_exp += m;
-			} else {
+			} else if (m || !mustonly) {
 				k->left[c]++;
+			} else if (!present) {
+				k->other[c]++;
 			}
 		}
 	}
@@ -817,6 +832,8 @@ struct result {
 	int tampered;		/* KSM: knobs changed under us */
 	double others;		/* CPU-s the rest of the machine used in
 				 * the window (noise indicator) */
+	double poller;		/* CPU-s this bench used in the window */
+	double busy;		/* CPU-s the whole machine used in it */
 	double t99;		/* 99% of the expected merged, or -1 */
 };
 
@@ -928,7 +945,8 @@ static void count_merged(struct run *x, unsigned nk, int full,
 		return;
 	}
 	for (unsigned i = 0; i < nk; i++)
-		merged_state(&x->k[i], x->w->must[i], full, all, exp);
+		merged_state(&x->k[i], x->w->must[i], full,
+			     x->w->exp_merged != 0, all, exp);
 }
 
 /* Workload g: wait until the processes already started merged what
@@ -1101,7 +1119,11 @@ static void run_watch(struct run *x)
 		uint64_t exp;
 		int done = 0;
 
-		count_merged(x, x->nk, t_first >= 0, &merged, &exp);
+		/* samepage with nothing to merge: its counters say what
+		 * merged (below); pagemap would cost a tenth of a CPU */
+		exp = 0;
+		if (!IS_SP(x->mode) || w->exp_merged)
+			count_merged(x, x->nk, t_first >= 0, &merged, &exp);
 		if (IS_SP(x->mode))
 			pm_cost = now_s() - t;
 		else if (!ksm_knobs_ours(x->mode))
@@ -1175,6 +1197,8 @@ static void run_watch(struct run *x)
 				    : end.c.merger - x->cpu0.merger +
 				      end.wl - x->wl0) -
 		    (end.self - x->self0);
+	r->poller = end.self - x->self0;
+	r->busy = end.busy - x->busy0;
 	for (unsigned i = 0; i < x->nk; i++)
 		kid_expect(&x->k[i], "ready", 60);
 }
@@ -1349,8 +1373,9 @@ static void run_say(const struct run *x, double t_run)
 	else
 		printf("; CPU %.2f s, of which samepaged %.2f s", r->cpu,
 		       r->cpu_daemon);
-	printf("; others used %.1f CPU-s [%.0f s in all]%s\n", r->others,
-	       now_s() - t_run, r->verified ? "" : "  MEMORY CORRUPTED");
+	printf("; bench %.2f, others %.1f CPU-s [%.0f s in all]%s\n",
+	       r->poller, r->others, now_s() - t_run,
+	       r->verified ? "" : "  MEMORY CORRUPTED");
 }
 
 static void run_one(struct wl *w, int mode, struct result *r,
@@ -1861,6 +1886,22 @@ static void print_rescan_target(const struct wl *w, const struct result *s,
 	       SP_MIN_PASS_MS);
 }
 
+/* How many CPUs were busy, on average, while each merger converged, and
+ * with what: samepage's agents and daemon run side by side, ksmd is one
+ * thread, so on a small machine samepage's converge time is bounded by
+ * its CPU over the CPUs there are, and the bench's own polling (pagemap
+ * reads for samepage, one counter for KSM) takes from the same CPUs. */
+static void print_busy(const struct result *s, const struct result *k)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	printf("    (CPUs busy on average while converging, of %ld: samepage "
+	       "%.2f (merger %.2f, bench %.2f), KSM %.2f (ksmd %.2f, bench "
+	       "%.2f))\n", n, s->busy / s->t_conv, s->cpu / s->t_conv,
+	       s->poller / s->t_conv, k->busy / k->t_conv,
+	       k->cpu / k->t_conv, k->poller / k->t_conv);
+}
+
 /* Issue 5's targets, samepage at full speed against KSM at full speed on
  * the headline workload; @fl: the XXH3 floor. */
 static void print_targets(const struct wl *w, const struct result *res,
@@ -1882,6 +1923,8 @@ static void print_targets(const struct wl *w, const struct result *res,
 		       k->t_conv, s->t_conv / k->t_conv,
 		       s->t_conv * 5 <= k->t_conv ? "met" : "MISSED", s->t99,
 		       k->t99);
+	if (s->done && k->done && s->converged && k->converged)
+		print_busy(s, k);
 	if (s->done && k->done)
 		printf("  CPU <= 1/2 of KSM's: %.2f s vs %.2f s = %.2f  %s\n",
 		       s->cpu, k->cpu, k->cpu > 0 ? s->cpu / k->cpu : 0,
