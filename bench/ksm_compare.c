@@ -88,6 +88,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1078,8 +1079,11 @@ static void live_line(const struct run *x, double t, uint64_t merged,
 		printf(" / %llu pages (%3.0f%%)",
 		       (unsigned long long)w->exp_merged,
 		       100.0 * (double)merged / (double)w->exp_merged);
-	printf("  Pss %lld -> %lld MiB (saved %lld MiB)   %s", x->pss0 / 1024,
-	       pss / 1024, (x->pss0 - pss) / 1024, tty && !last ? "" : "\n");
+	/* rounded alike, so that before - after = saved as printed */
+	printf("  Pss %.0f -> %.0f MiB (saved %.0f MiB)   %s",
+	       (double)x->pss0 / 1024, (double)pss / 1024,
+	       round((double)x->pss0 / 1024) - round((double)pss / 1024),
+	       tty && !last ? "" : "\n");
 	fflush(stdout);
 }
 
@@ -1348,7 +1352,8 @@ static void run_say(const struct run *x, double t_run)
 		       x->nk, IS_SP(x->mode) ? " and samepaged" : "",
 		       (double)x->pss0 / 1024,
 		       (double)(x->pss0 - r->pss_saved_kb) / 1024,
-		       r->pss_saved_kb / 1024);
+		       round((double)x->pss0 / 1024) -
+		       round((x->pss0 - r->pss_saved_kb) / 1024));
 	if (r->foreign)
 		printf("[%d other KSM user%s, e.g. %s] ", r->foreign,
 		       r->foreign > 1 ? "s" : "", x->who);
