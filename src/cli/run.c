@@ -113,7 +113,7 @@ static int usage(void)
 
 int cmd_run(int argc, char **argv)
 {
-	char shim[PATH_MAX], why[256], *pre;
+	char shim[PATH_MAX], why[512], *pre;
 	const char *old;
 	int i, no_merge_ok = 0, no_daemon = 0, err;
 

@@ -138,7 +138,7 @@ static struct sp_agent *get_agent(int start)
 	struct sp_agent_config cfg = { .run = 1 };
 	struct sp_agent *a = agent;
 	const char *run;
-	char why[256];
+	char why[512];
 	int err;
 
 	if (a || !start)

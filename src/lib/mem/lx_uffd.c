@@ -19,39 +19,54 @@
 #include "linux.h"
 #include "lx_sys.h"
 
+/* A new userfaultfd that may handle kernel-mode faults: from the system
+ * call (root, or vm.unprivileged_userfaultfd=1), else from the device
+ * (whoever may open /dev/userfaultfd: the group "samepage" once
+ * systemd/60-samepage-userfaultfd.rules is installed).  Return: the fd,
+ * or -1 with the two refusals' errnos in *@e_sys and *@e_dev. */
+static int uffd_new(int *e_sys, int *e_dev)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK), dev;
+
+	*e_sys = fd < 0 ? errno : 0;
+	*e_dev = 0;
+	if (fd >= 0)
+		return fd;
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev < 0) {
+		*e_dev = errno;
+		return -1;
+	}
+	fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+	*e_dev = fd < 0 ? errno : 0;
+	close(dev);
+	return fd;
+}
+
 int lx_uffd_open(int *out, char *why, size_t whylen)
 {
 	struct uffdio_api api = { .api = UFFD_API,
 				  .features = UFFD_FEATURE_MOVE |
 					      UFFD_FEATURE_WP_HUGETLBFS_SHMEM };
-	int fd, e1, e2 = 0, dev;
+	int fd, e1, e2;
 
-	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	e1 = fd < 0 ? errno : 0;
-	if (fd < 0) {
-		dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-		if (dev >= 0) {
-			fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-			e2 = fd < 0 ? errno : 0;
-			close(dev);
-		} else {
-			e2 = errno;
-		}
-	}
+	fd = uffd_new(&e1, &e2);
 	if (fd < 0) {
 		snprintf(why, whylen,
-			 "no userfaultfd: userfaultfd(2) says %s (as root, or with "
-			 "vm.unprivileged_userfaultfd=1, it is allowed), "
-			 "/dev/userfaultfd says %s; merging needs one to hold "
-			 "pages with no write lost",
+			 "no userfaultfd: userfaultfd(2) says %s (root may, or "
+			 "all with vm.unprivileged_userfaultfd=1), "
+			 "/dev/userfaultfd says %s (group samepage may, with "
+			 "samepage's udev rule); merging needs one to hold pages "
+			 "with no write lost",
 			 strerror(e1), strerror(e2));
 		return -EPERM;
 	}
 	if (ioctl(fd, UFFDIO_API, &api)) {
 		/* Older kernels: retry without write-protecting shmem (then
-		 * unmerge falls back to copying pages in place). */
+		 * unmerge falls back to copying pages in place), from the
+		 * same source: a group member's comes from the device. */
 		close(fd);
-		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+		fd = uffd_new(&e1, &e2);
 		api.api = UFFD_API;
 		api.features = UFFD_FEATURE_MOVE;
 		if (fd >= 0 && ioctl(fd, UFFDIO_API, &api))
