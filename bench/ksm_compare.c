@@ -1079,10 +1079,11 @@ static void live_line(const struct run *x, double t, uint64_t merged,
 		printf(" / %llu pages (%3.0f%%)",
 		       (unsigned long long)w->exp_merged,
 		       100.0 * (double)merged / (double)w->exp_merged);
-	/* rounded alike, so that before - after = saved as printed */
+	/* rounded alike (rint rounds as printf does), so that before -
+	 * after = saved as printed */
 	printf("  Pss %.0f -> %.0f MiB (saved %.0f MiB)   %s",
 	       (double)x->pss0 / 1024, (double)pss / 1024,
-	       round((double)x->pss0 / 1024) - round((double)pss / 1024),
+	       rint((double)x->pss0 / 1024) - rint((double)pss / 1024),
 	       tty && !last ? "" : "\n");
 	fflush(stdout);
 }
@@ -1171,6 +1172,11 @@ static void run_watch(struct run *x)
 		}
 		if (t - x->t0 > timeout) {
 			r->t_conv = t - x->t0;
+			/* what merged, from a full read (between full
+			 * reads, pages that need not merge are counted as
+			 * their chunk last showed them) */
+			if (IS_SP(x->mode) && w->exp_merged)
+				count_merged(x, x->nk, 1, &merged, &exp);
 			break;
 		}
 		for (unsigned i = 0; i < x->nk; i++) {
@@ -1355,8 +1361,8 @@ static void run_say(const struct run *x, double t_run)
 		       x->nk, IS_SP(x->mode) ? " and samepaged" : "",
 		       (double)x->pss0 / 1024,
 		       (double)(x->pss0 - r->pss_saved_kb) / 1024,
-		       round((double)x->pss0 / 1024) -
-		       round((x->pss0 - r->pss_saved_kb) / 1024));
+		       rint((double)x->pss0 / 1024) -
+		       rint((x->pss0 - r->pss_saved_kb) / 1024));
 	if (r->foreign)
 		printf("[%d other KSM user%s, e.g. %s] ", r->foreign,
 		       r->foreign > 1 ? "s" : "", x->who);
@@ -1748,7 +1754,7 @@ static unsigned usable_modes(void)
 {
 	unsigned modes = opt.modes, ksm = 1u << M_KSM_DEF | 1u << M_KSM_FULL,
 		 sp = 1u << M_SP_DEF | 1u << M_SP_FULL;
-	char why[256];
+	char why[512];
 
 	if ((modes & ksm) && ksm_setup())
 		modes &= ~ksm;

@@ -72,7 +72,7 @@ struct sp_agent {
 	int scanning;			/* a scanner thread exists */
 	pthread_t thread;
 	void *stack;			/* the scanner's stack (excluded) */
-	char why[256];			/* why merging stopped, if it did */
+	char why[512];			/* why merging stopped, if it did */
 	/* The daemon's side (scanner thread only, under mem_lock): */
 	uint64_t knob_gen;		/* generation of knobs applied */
 	uint64_t adv[SPK_COUNT];	/* advisor settings from the daemon */

@@ -661,7 +661,7 @@ static void test_remap_of_merged_ranges(void **state)
 
 static int teardown_check(void **state)
 {
-	char why[256];
+	char why[512];
 
 	(void)state;
 	if (sp_engine_verify(sp_agent_engine(A), why, sizeof(why))) {
