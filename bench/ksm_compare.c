@@ -556,14 +556,16 @@ static int kid_finish(struct kid *k, int slot)
  * (a released zero page) but is read again, since a page held
  * mid-merge has none either.
  *
- * With @mustonly, a chunk is read again only for the pages that must
- * merge: the others (a workload's unique pages) count in *@all as they
- * were at the last read of their chunk, until the next @full read.
- * Workload a's unique half was read again at every poll for nothing,
- * half of the poller's cost while samepage merged.
+ * A chunk is read again only for the pages that must merge: the others
+ * (a workload's unique pages) count in *@all as they were at the last
+ * read of their chunk, until the next @full read.  (Until 2026-11-24
+ * workload a's unique half was read again at every poll for nothing,
+ * half of the poller's cost while samepage merged.)  So a workload with
+ * nothing that must merge is watched through its counters instead
+ * (run_watch).
  */
 static void merged_state(struct kid *k, const uint8_t *must, int full,
-			 int mustonly, uint64_t *all, uint64_t *exp)
+			 uint64_t *all, uint64_t *exp)
 {
 	static uint64_t pm[KNOWN_CHUNK];
 	uint64_t nchunk = (k->pages + KNOWN_CHUNK - 1) / KNOWN_CHUNK;
@@ -615,7 +617,7 @@ static void merged_state(struct kid *k, const uint8_t *must, int full,
 				k->known[j / 8] |= (uint8_t)(1u << (j % 8));
 				k->nknown++;
 				k->nknown_exp += m;
-			} else if (m || !mustonly) {
+			} else if (m) {
 				k->left[c]++;
 			} else if (!present) {
 				k->other[c]++;
@@ -946,8 +948,7 @@ static void count_merged(struct run *x, unsigned nk, int full,
 		return;
 	}
 	for (unsigned i = 0; i < nk; i++)
-		merged_state(&x->k[i], x->w->must[i], full,
-			     x->w->exp_merged != 0, all, exp);
+		merged_state(&x->k[i], x->w->must[i], full, all, exp);
 }
 
 /* Workload g: wait until the processes already started merged what
@@ -1054,9 +1055,14 @@ static int ksm_knobs_ours(int mode)
 	       ksm_get("sleep_millisecs") == (IS_FULL(mode) ? 0 : 20);
 }
 
-/* Until every page that must merge did, or the timeout; a workload with
- * nothing to merge (volatile) is watched for three passes and 2 s.
- * Then the merger's and the machine's CPU over that window. */
+/* MiB saved from @before_kb to @after_kb as the two print with "%.0f"
+ * (rint rounds as printf does), so that before - after = saved holds in
+ * what is printed. */
+static double mib_saved(double before_kb, double after_kb)
+{
+	return rint(before_kb / 1024) - rint(after_kb / 1024);
+}
+
 /* --live: one progress line (pages merged, Pss now) every half second
  * on a terminal, rewritten in place; every 2 s as new lines otherwise. */
 static void live_line(const struct run *x, double t, uint64_t merged,
@@ -1079,11 +1085,9 @@ static void live_line(const struct run *x, double t, uint64_t merged,
 		printf(" / %llu pages (%3.0f%%)",
 		       (unsigned long long)w->exp_merged,
 		       100.0 * (double)merged / (double)w->exp_merged);
-	/* rounded alike (rint rounds as printf does), so that before -
-	 * after = saved as printed */
 	printf("  Pss %.0f -> %.0f MiB (saved %.0f MiB)   %s",
 	       (double)x->pss0 / 1024, (double)pss / 1024,
-	       rint((double)x->pss0 / 1024) - rint((double)pss / 1024),
+	       mib_saved((double)x->pss0, (double)pss),
 	       tty && !last ? "" : "\n");
 	fflush(stdout);
 }
@@ -1103,6 +1107,9 @@ static void until_now(const struct run *x, struct until *u)
 	u->wl = IS_SP(x->mode) ? 0 : workloads_cpu(x);
 }
 
+/* Until every page that must merge did, or the timeout; a workload with
+ * nothing to merge (volatile) is watched for three passes and 2 s.
+ * Then the merger's and the machine's CPU over that window. */
 static void run_watch(struct run *x)
 {
 	struct result *r = x->r;
@@ -1361,8 +1368,8 @@ static void run_say(const struct run *x, double t_run)
 		       x->nk, IS_SP(x->mode) ? " and samepaged" : "",
 		       (double)x->pss0 / 1024,
 		       (double)(x->pss0 - r->pss_saved_kb) / 1024,
-		       rint((double)x->pss0 / 1024) -
-		       rint((x->pss0 - r->pss_saved_kb) / 1024));
+		       mib_saved((double)x->pss0,
+				 x->pss0 - r->pss_saved_kb));
 	if (r->foreign)
 		printf("[%d other KSM user%s, e.g. %s] ", r->foreign,
 		       r->foreign > 1 ? "s" : "", x->who);
